@@ -1,0 +1,13 @@
+"""The Celery app. Tasks live in each app's tasks.py; settings are the CELERY_* block."""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("vendo")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue("payments"), Queue("generation"), Queue("dead_letter"))
+app.autodiscover_tasks()

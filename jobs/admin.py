@@ -1,0 +1,139 @@
+from django.contrib import admin, messages
+
+from jobs import services
+from jobs.models import DeadLetter, Job, JobEvent
+from marketplace.admin import OwnedAdmin
+from marketplace.errors import ApplicationError
+from marketplace.permissions import is_provider
+from payments.money import format_usdc
+
+
+class JobEventInline(admin.TabularInline):
+    model = JobEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "kind", "status", "message"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(OwnedAdmin):
+    owner_path = "skill__agent__owner"
+    list_display = [
+        "short_id",
+        "skill",
+        "status",
+        "price_usdc",
+        "attempts",
+        "refund_due",
+        "created_at",
+    ]
+    list_filter = ["status", ("skill", admin.RelatedOnlyFieldListFilter), "payment_mode"]
+    search_fields = ["public_id", "prompt"]
+    list_select_related = ["skill__agent"]
+    date_hierarchy = "created_at"
+    inlines = [JobEventInline]
+    actions = ["retry_jobs", "refund_jobs"]
+    raw_id_fields = ["buyer"]
+    # Everything on a job is written by the system; the admin reads it and acts through actions.
+    readonly_fields = [
+        "public_id", "skill", "buyer", "buyer_session", "prompt", "status", "payment_mode",
+        "price_usdc", "output_text", "output_json", "partial_text", "input_tokens",
+        "output_tokens", "attempts", "deliveries", "error", "lease_expires_at", "created_at",
+        "paid_at", "started_at", "delivered_at", "completed_at", "failed_at", "expired_at",
+        "disputed_at", "refunded_at",
+    ]  # fmt: skip
+    exclude = ["price", "claim_token"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if is_provider(request.user):
+            actions.pop("retry_jobs", None)
+            actions.pop("refund_jobs", None)
+        return actions
+
+    @admin.display(description="job", ordering="created_at")
+    def short_id(self, obj) -> str:
+        return str(obj.public_id)[:8]
+
+    @admin.display(description="price (USDC)", ordering="price")
+    def price_usdc(self, obj) -> str:
+        return format_usdc(obj.price)
+
+    @admin.display(description="refund due", boolean=True)
+    def refund_due(self, obj) -> bool:
+        return obj.status == Job.Status.FAILED
+
+    @admin.action(description="Retry the selected failed jobs")
+    def retry_jobs(self, request, queryset):
+        self._each(request, queryset, services.job_retry, "queued again")
+
+    @admin.action(description="Mark the selected jobs refunded")
+    def refund_jobs(self, request, queryset):
+        self._each(request, queryset, services.job_refund, "marked refunded")
+
+    def _each(self, request, queryset, service, done: str) -> None:
+        count = 0
+        for job in queryset:
+            try:
+                service(job=job)
+                count += 1
+            except ApplicationError as error:
+                self.message_user(request, f"{job}: {error.message}", messages.ERROR)
+        if count:
+            self.message_user(request, f"{count} job(s) {done}.", messages.SUCCESS)
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = [
+        "task_name",
+        "job",
+        "short_exception",
+        "attempts",
+        "created_at",
+        "replayed_at",
+        "resolved_at",
+    ]
+    list_filter = ["task_name", ("resolved_at", admin.EmptyFieldListFilter)]
+    search_fields = ["task_name", "exception", "job__public_id"]
+    list_select_related = ["job__skill"]
+    readonly_fields = [
+        "job", "task_name", "task_id", "args", "kwargs", "exception", "traceback", "attempts",
+        "created_at", "replayed_at", "resolved_at",
+    ]  # fmt: skip
+    actions = ["replay", "mark_resolved"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="exception")
+    def short_exception(self, obj) -> str:
+        return obj.exception[:120]
+
+    @admin.action(description="Replay: run the job again")
+    def replay(self, request, queryset):
+        for dead_letter in queryset:
+            try:
+                services.dead_letter_replay(dead_letter=dead_letter)
+            except ApplicationError as error:
+                self.message_user(request, f"{dead_letter}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"Replayed {dead_letter}.", messages.SUCCESS)
+
+    @admin.action(description="Mark resolved")
+    def mark_resolved(self, request, queryset):
+        count = services.dead_letters_resolve(dead_letters=queryset)
+        self.message_user(request, f"{count} dead letter(s) marked resolved.", messages.SUCCESS)

@@ -1,0 +1,193 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from marketplace.models import PaymentMode, Skill
+
+
+class JobQuerySet(models.QuerySet):
+    def for_provider(self, user):
+        return self.filter(skill__agent__owner=user)
+
+    def stuck_paid(self, *, before):
+        """Paid jobs whose message may be lost: paid before `before`, never started."""
+        return self.filter(status=Job.Status.PAID, paid_at__lt=before)
+
+    def lease_expired(self, *, now):
+        """Running jobs whose worker stopped renewing its lease (it died)."""
+        return self.filter(status=Job.Status.IN_PROGRESS, lease_expires_at__lt=now)
+
+    def claimable(self, *, now):
+        """Jobs a worker may take: paid, pay-after-delivery, waiting to retry, or abandoned."""
+        return self.filter(
+            models.Q(status=Job.Status.PAID)
+            | models.Q(status=Job.Status.PENDING, payment_mode=PaymentMode.ON_COMPLETION)
+            | models.Q(status=Job.Status.IN_PROGRESS, claim_token__isnull=True)
+            | models.Q(status=Job.Status.IN_PROGRESS, lease_expires_at__lt=now)
+        )
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        # Waiting for its invoice to be paid.
+        PENDING = "pending", "Awaiting payment"
+        # Paid; queued for a worker.
+        PAID = "paid", "Paid, queued"
+        # A worker is generating the result.
+        IN_PROGRESS = "in_progress", "Running"
+        # Pay-after-delivery: the result is ready and held until the invoice is paid.
+        DELIVERED = "delivered", "Delivered, awaiting payment"
+        COMPLETED = "completed", "Completed"
+        # The run failed for good; the buyer is owed a refund.
+        FAILED = "failed", "Failed, refund due"
+        EXPIRED = "expired", "Expired unpaid"
+        DISPUTED = "disputed", "Disputed"
+        REFUNDED = "refunded", "Refunded"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    skill = models.ForeignKey(Skill, on_delete=models.PROTECT, related_name="jobs")
+    buyer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="jobs",
+    )
+    # Anonymous buyers are known by their session; the job's UUID link is their access.
+    buyer_session = models.CharField(max_length=40, blank=True, db_index=True)
+    prompt = models.TextField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    payment_mode = models.CharField(max_length=20, choices=PaymentMode.choices)
+    price = models.DecimalField("quoted price (USDC)", max_digits=18, decimal_places=6)
+
+    output_text = models.TextField(blank=True)
+    output_json = models.JSONField(null=True, blank=True)
+    # What has streamed so far; shown live, never taken as the result.
+    partial_text = models.TextField(blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Model calls made.")
+    deliveries = models.PositiveIntegerField(default=0, help_text="Times a worker claimed it.")
+    error = models.TextField(blank=True)
+
+    # The worker holding the job renews its lease while it streams.
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True)
+    disputed_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The reaper: jobs in a status whose clock ran out.
+            models.Index(fields=["status", "paid_at"], name="job_status_paid_at"),
+            models.Index(fields=["status", "lease_expires_at"], name="job_status_lease"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {str(self.public_id)[:8]} ({self.get_status_display()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("jobs:detail", kwargs={"public_id": self.public_id})
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in {self.Status.PAID, self.Status.IN_PROGRESS}
+
+    @property
+    def result_visible(self) -> bool:
+        """Whether the buyer may read the result (a delivered one waits for payment)."""
+        return self.status in {self.Status.COMPLETED, self.Status.DISPUTED, self.Status.REFUNDED}
+
+
+S = Job.Status
+# Every move a job may make. job_transition() refuses anything else.
+TRANSITIONS: dict[str, set[str]] = {
+    S.PENDING: {S.PAID, S.EXPIRED, S.IN_PROGRESS},  # in_progress: pay-after-delivery
+    S.PAID: {S.IN_PROGRESS, S.FAILED},
+    S.IN_PROGRESS: {S.COMPLETED, S.DELIVERED, S.FAILED},
+    S.DELIVERED: {S.COMPLETED, S.EXPIRED},
+    S.COMPLETED: {S.DISPUTED},
+    S.FAILED: {S.PAID, S.REFUNDED},  # paid: replayed by an operator
+    S.DISPUTED: {S.REFUNDED, S.COMPLETED},
+    S.EXPIRED: set(),
+    S.REFUNDED: set(),
+}
+FINAL = {S.EXPIRED, S.REFUNDED}
+
+
+class JobEvent(models.Model):
+    """One entry in a job's timeline, like NIP-90 job feedback."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Ordered"
+        PAYMENT_REQUIRED = "payment-required", "Payment required"
+        PAYMENT_SEEN = "payment-seen", "Payment seen"
+        PAID = "paid", "Paid"
+        PROCESSING = "processing", "Processing"
+        PARTIAL = "partial", "Partial output"
+        RETRYING = "retrying", "Retrying"
+        DELIVERED = "delivered", "Delivered"
+        SUCCESS = "success", "Completed"
+        ERROR = "error", "Error"
+        EXPIRED = "expired", "Expired"
+        DISPUTED = "disputed", "Disputed"
+        REFUNDED = "refunded", "Refunded"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField("job status after", max_length=20, choices=Job.Status.choices)
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            # The job page's timeline.
+            models.Index(fields=["job", "created_at"], name="jobevent_job_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DeadLetter(models.Model):
+    """A task that exhausted its retries, kept for an operator to read and replay."""
+
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, null=True, blank=True, related_name="dead_letters"
+    )
+    task_name = models.CharField(max_length=200)
+    task_id = models.CharField(max_length=100, blank=True)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    exception = models.TextField()
+    traceback = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} {self.args} ({self.created_at:%Y-%m-%d %H:%M})"

@@ -1,0 +1,96 @@
+"""Reads for job pages and the status endpoint."""
+
+from django.db.models import Prefetch
+
+from jobs.models import Job, JobEvent
+
+SESSION_KEY = "job_ids"
+MY_JOBS_LIMIT = 50
+
+
+def job_get(*, public_id) -> Job:
+    """Return the job with everything its page shows, in a fixed number of queries."""
+    return (
+        Job.objects.select_related("skill__agent", "invoice")
+        .prefetch_related(
+            Prefetch("events", queryset=JobEvent.objects.order_by("created_at", "id")),
+            "invoice__payments",
+        )
+        .get(public_id=public_id)
+    )
+
+
+def remember_job(request, job: Job) -> None:
+    """Add the job to this browser's "My jobs" list, newest first."""
+    ids = [str(job.public_id)] + [
+        i for i in request.session.get(SESSION_KEY, []) if i != str(job.public_id)
+    ]
+    request.session[SESSION_KEY] = ids[:MY_JOBS_LIMIT]
+
+
+def my_jobs(request) -> list[Job]:
+    """Return the jobs this browser ordered, and a signed-in buyer's own."""
+    ids = request.session.get(SESSION_KEY, [])
+    jobs = Job.objects.select_related("skill__agent", "invoice").filter(public_id__in=ids)
+    if request.user.is_authenticated:
+        jobs = jobs | Job.objects.select_related("skill__agent", "invoice").filter(
+            buyer=request.user
+        )
+    return list(jobs.order_by("-created_at")[:MY_JOBS_LIMIT])
+
+
+def job_status_payload(job: Job) -> dict:
+    """Return the job's live state: the /jobs/<uuid>/status.json contract."""
+    invoice = getattr(job, "invoice", None)
+    payload = {
+        "job": {
+            "id": str(job.public_id),
+            "status": job.status,
+            "status_label": job.get_status_display(),
+            "attempts": job.attempts,
+            "input_tokens": job.input_tokens,
+            "output_tokens": job.output_tokens,
+            "partial_text": job.partial_text if job.is_running else "",
+            "error": job.error,
+            "updated_at": job.updated_at.isoformat(),
+        },
+        "invoice": None,
+        "payments": [],
+        "events": [
+            {
+                "kind": event.kind,
+                "label": event.get_kind_display(),
+                "message": event.message,
+                "at": event.created_at.isoformat(),
+            }
+            for event in job.events.all()
+        ],
+    }
+    if invoice is not None:
+        payload["invoice"] = {
+            "status": invoice.status,
+            "status_label": invoice.get_status_display(),
+            "amount_units": invoice.amount_units,
+            "paid_units": int(invoice.paid_units),
+            "pending_units": int(invoice.pending_units),
+            "due_units": invoice.due_units,
+            "excess_units": int(invoice.excess_units),
+            "decimals": invoice.token_decimals,
+            "token_address": invoice.token_address,
+            "chain_id": invoice.chain_id,
+            "recipient": invoice.recipient,
+            "expires_at": invoice.expires_at.isoformat().replace("+00:00", "Z"),
+            "payment_uri": invoice.payment_uri,
+        }
+        payload["payments"] = [
+            {
+                "tx_hash": payment.tx_hash,
+                "log_index": payment.log_index,
+                "amount_units": None if payment.amount_units is None else int(payment.amount_units),
+                "status": payment.status,
+                "confirmations": payment.confirmations,
+                "reason": payment.reason,
+            }
+            for payment in invoice.payments.all()
+        ]
+    return payload

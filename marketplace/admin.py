@@ -1,0 +1,155 @@
+"""The providers' console. A provider sees and edits only its own rows; operators see all."""
+
+from django.contrib import admin
+from django.http import Http404
+
+from marketplace.models import Agent, Skill
+from marketplace.permissions import is_provider
+
+
+class OwnedAdmin(admin.ModelAdmin):
+    """Scope every path (list, change, delete, history, autocomplete, filters) to the owner.
+
+    Django's change, delete and history views and the autocomplete endpoint all fetch through
+    get_queryset(), so scoping it makes another provider's objects 404. The per-object
+    permission checks say the same again, for any path that passes an object.
+    """
+
+    owner_path: str  # the lookup from this model to its owning user, e.g. "agent__owner"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if is_provider(request.user):
+            queryset = queryset.filter(**{self.owner_path: request.user})
+        return queryset
+
+    def get_object(self, request, object_id, from_field=None):
+        # Another provider's object is simply not there: 404, not the admin's "perhaps it was
+        # deleted" redirect, which would confirm nothing but reads oddly.
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404("No such object.")
+        return obj
+
+    def owns(self, request, obj) -> bool:
+        if obj is None or not is_provider(request.user):
+            return True
+        return (
+            type(obj)._default_manager.filter(pk=obj.pk, **{self.owner_path: request.user}).exists()
+        )
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) and self.owns(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self.owns(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self.owns(request, obj)
+
+
+@admin.register(Agent)
+class AgentAdmin(OwnedAdmin):
+    owner_path = "owner"
+    list_display = ["name", "owner", "default_payment_mode", "skill_count", "is_active"]
+    list_filter = ["is_active", "default_payment_mode"]
+    search_fields = ["name", "slug", "description"]
+    list_select_related = ["owner"]
+    prepopulated_fields = {"slug": ["name"]}
+    autocomplete_fields = ["owner"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def get_queryset(self, request):
+        from django.db.models import Count
+
+        return super().get_queryset(request).annotate(num_skills=Count("skills"))
+
+    @admin.display(description="skills", ordering="num_skills")
+    def skill_count(self, obj) -> int:
+        return obj.num_skills
+
+    def get_exclude(self, request, obj=None):
+        # A provider's agents are always its own: the owner is set on save, not chosen.
+        return ["owner"] if is_provider(request.user) else []
+
+    def get_list_display(self, request):
+        fields = super().get_list_display(request)
+        return [f for f in fields if f != "owner"] if is_provider(request.user) else fields
+
+    def save_model(self, request, obj, form, change):
+        if is_provider(request.user):
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Skill)
+class SkillAdmin(OwnedAdmin):
+    owner_path = "agent__owner"
+    list_display = ["name", "agent", "category", "price_label", "output_format", "is_active"]
+    list_filter = [
+        ("agent", admin.RelatedOnlyFieldListFilter),
+        "category",
+        "output_format",
+        "pricing",
+        "is_active",
+    ]
+    search_fields = ["name", "slug", "service_key", "description"]
+    list_select_related = ["agent"]
+    prepopulated_fields = {"slug": ["name"], "service_key": ["name"]}
+    autocomplete_fields = ["agent"]
+    readonly_fields = ["created_at", "updated_at"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "agent",
+                    "name",
+                    "slug",
+                    "service_key",
+                    "category",
+                    "description",
+                    "is_active",
+                ]
+            },
+        ),
+        (
+            "Generation",
+            {
+                "fields": [
+                    "system_prompt",
+                    "model",
+                    "max_output_tokens",
+                    "output_format",
+                    "json_schema",
+                ]
+            },
+        ),
+        (
+            "Price",
+            {
+                "fields": [
+                    "pricing",
+                    "price",
+                    "price_per_1k",
+                    "min_price",
+                    "estimated_seconds",
+                    "payment_mode",
+                ],
+                "description": "Amounts are in USDC. A per-token skill charges max(minimum, "
+                "tokens / 1000 × price per 1,000 tokens).",
+            },
+        ),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="price (USDC)")
+    def price_label(self, obj) -> str:
+        if obj.pricing == Skill.Pricing.FIXED:
+            return f"{obj.price}"
+        return f"{obj.price_per_1k} / 1k tokens, min {obj.min_price}"
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "agent" and is_provider(request.user):
+            kwargs["queryset"] = Agent.objects.owned_by(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

@@ -1,0 +1,183 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.urls import reverse
+
+from marketplace import pricing
+
+address_validator = RegexValidator(
+    r"^0x[0-9a-fA-F]{40}$", "Enter an EVM address: 0x followed by 40 hex digits."
+)
+PRICE_FIELD = {"max_digits": 18, "decimal_places": 6, "validators": [MinValueValidator(Decimal(0))]}
+
+
+class PaymentMode(models.TextChoices):
+    # The buyer pays the invoice; then the job runs.
+    UPFRONT = "upfront", "Pay before the run"
+    # The job runs first; its result is held until the buyer pays.
+    ON_COMPLETION = "on_completion", "Pay after delivery"
+
+
+class AgentQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(is_active=True)
+
+    def owned_by(self, user):
+        return self.filter(owner=user)
+
+
+class Agent(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="agents"
+    )
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    payout_address = models.CharField(
+        max_length=42, validators=[address_validator], help_text="Where this agent's earnings go."
+    )
+    default_payment_mode = models.CharField(
+        max_length=20, choices=PaymentMode.choices, default=PaymentMode.UPFRONT
+    )
+    is_active = models.BooleanField("active", default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("marketplace:agent", kwargs={"agent_slug": self.slug})
+
+
+class SkillQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(is_active=True, agent__is_active=True)
+
+    def owned_by(self, user):
+        return self.filter(agent__owner=user)
+
+
+class Skill(models.Model):
+    class Category(models.TextChoices):
+        WRITING = "writing", "Writing"
+        CODE = "code", "Code"
+        DATA = "data", "Data & extraction"
+        RESEARCH = "research", "Research & analysis"
+        MARKETING = "marketing", "Marketing"
+        TRANSLATION = "translation", "Translation"
+        OTHER = "other", "Other"
+
+    class OutputFormat(models.TextChoices):
+        MARKDOWN = "markdown", "Markdown"
+        JSON = "json", "JSON"
+
+    class Pricing(models.TextChoices):
+        FIXED = "fixed", "Fixed price"
+        PER_1K_TOKENS = "per_1k_tokens", "Per 1,000 tokens, with a minimum"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="skills")
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100)
+    service_key = models.SlugField(
+        max_length=64, help_text="A stable identifier for machines, unique within the agent."
+    )
+    category = models.CharField(max_length=20, choices=Category.choices, default=Category.OTHER)
+    description = models.TextField()
+    system_prompt = models.TextField()
+    model = models.CharField(max_length=100, default="claude-sonnet-4-5")
+    max_output_tokens = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
+    output_format = models.CharField(
+        max_length=10, choices=OutputFormat.choices, default=OutputFormat.MARKDOWN
+    )
+    json_schema = models.JSONField(
+        "JSON schema",
+        null=True,
+        blank=True,
+        help_text="Optional, for JSON output: the result must validate against it.",
+    )
+    pricing = models.CharField(max_length=20, choices=Pricing.choices, default=Pricing.FIXED)
+    price = models.DecimalField("fixed price (USDC)", null=True, blank=True, **PRICE_FIELD)
+    price_per_1k = models.DecimalField(
+        "price per 1,000 tokens (USDC)", null=True, blank=True, **PRICE_FIELD
+    )
+    min_price = models.DecimalField("minimum price (USDC)", null=True, blank=True, **PRICE_FIELD)
+    estimated_seconds = models.PositiveIntegerField("estimated time (seconds)", default=30)
+    payment_mode = models.CharField(
+        max_length=20,
+        choices=PaymentMode.choices,
+        blank=True,
+        help_text="Leave blank to use the agent's default.",
+    )
+    is_active = models.BooleanField("active", default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SkillQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["category", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "slug"], name="skill_slug_unique_per_agent"),
+            models.UniqueConstraint(
+                fields=["agent", "service_key"], name="skill_service_key_unique_per_agent"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(pricing="fixed", price__isnull=False)
+                | models.Q(
+                    pricing="per_1k_tokens", price_per_1k__isnull=False, min_price__isnull=False
+                ),
+                name="skill_pricing_complete",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent.name} / {self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "marketplace:skill", kwargs={"agent_slug": self.agent.slug, "skill_slug": self.slug}
+        )
+
+    def clean(self) -> None:
+        if self.pricing == self.Pricing.FIXED and self.price is None:
+            raise ValidationError({"price": "A fixed-price skill needs a price."})
+        if self.pricing == self.Pricing.PER_1K_TOKENS:
+            errors = {}
+            if self.price_per_1k is None:
+                errors["price_per_1k"] = "A per-token skill needs a price per 1,000 tokens."
+            if self.min_price is None:
+                errors["min_price"] = "A per-token skill needs a minimum price."
+            if errors:
+                raise ValidationError(errors)
+        if self.json_schema is not None and self.output_format != self.OutputFormat.JSON:
+            raise ValidationError({"json_schema": "A JSON schema needs the JSON output format."})
+        if self.json_schema is not None:
+            pricing.check_json_schema(self.json_schema)
+
+    @property
+    def effective_payment_mode(self) -> str:
+        return self.payment_mode or self.agent.default_payment_mode
+
+    @property
+    def starting_price(self) -> Decimal:
+        """Return the price shown in listings: the fixed price or the minimum."""
+        return self.price if self.pricing == self.Pricing.FIXED else self.min_price
+
+    def quote(self, prompt: str) -> Decimal:
+        """Return the price of running this skill on `prompt`."""
+        return pricing.quote(
+            pricing=self.pricing,
+            price=self.price,
+            price_per_1k=self.price_per_1k,
+            min_price=self.min_price,
+            tokens=pricing.estimate_tokens(prompt) + self.max_output_tokens,
+        )

@@ -1,0 +1,24 @@
+from decimal import Decimal
+
+from django import template
+
+from payments.money import format_usdc
+
+register = template.Library()
+
+
+@register.filter
+def usdc(value) -> str:
+    """Format a Decimal USDC amount: at least two places, trailing zeros trimmed."""
+    if value is None or value == "":
+        return ""
+    return format_usdc(Decimal(value))
+
+
+@register.filter
+def duration(seconds) -> str:
+    """Format an estimated time: "~30 s", "~2 min"."""
+    seconds = int(seconds or 0)
+    if seconds < 90:
+        return f"~{seconds} s"
+    return f"~{round(seconds / 60)} min"

@@ -1,0 +1,5 @@
+from marketplace.errors import ApplicationError
+
+
+class PaymentError(ApplicationError):
+    code = "payment_rejected"
