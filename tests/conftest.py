@@ -1,0 +1,209 @@
+"""Shared fixtures: a real anvil chain with TestUSDC, the Anthropic stub, a real Celery worker."""
+
+import os
+
+os.environ.setdefault("DEBUG", "true")
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from django.conf import settings  # noqa: E402
+from web3 import HTTPProvider, Web3  # noqa: E402
+
+from payments import devchain  # noqa: E402
+from tests.anthropic_stub import AnthropicStub  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOYER = devchain.ANVIL_ACCOUNTS[0][0]
+RECIPIENT = devchain.ANVIL_ACCOUNTS[9][0]
+BUYERS = devchain.ANVIL_ACCOUNTS[1:5]
+FUNDING_UNITS = 1_000_000 * 10**6
+
+
+@dataclass
+class Chain:
+    url: str
+    w3: Web3
+    token: str
+    lookalike: str  # a second TestUSDC: same name, same event, another address
+    batch_sender: str
+    odd_transfer: str  # emits a 4-topic "Transfer"
+    recipient: str
+
+    def transfer(self, amount_units: int, *, buyer: int = 0, to: str | None = None, token=None):
+        """Send TestUSDC from a funded buyer; return the tx hash."""
+        return devchain.transfer(
+            self.w3, token or self.token, to or self.recipient, amount_units, BUYERS[buyer][1]
+        )
+
+    def mine(self, blocks: int = 1) -> None:
+        devchain.mine(self.w3, blocks)
+
+
+@pytest.fixture(scope="session")
+def chain():
+    """Start anvil on a free port, deploy the contracts, fund buyers, point Vendo at it."""
+    anvil = devchain.start_anvil(port=devchain.free_port())
+    try:
+        devchain.wait_for_rpc(anvil.url, proc=anvil)
+        w3 = Web3(HTTPProvider(anvil.url))
+        token = devchain.deploy(w3, "TestUSDC", sender=DEPLOYER)
+        lookalike = devchain.deploy(w3, "TestUSDC", sender=DEPLOYER)
+        batch_sender = devchain.deploy(w3, "BatchSender", sender=DEPLOYER)
+        odd_transfer = devchain.deploy(w3, "OddTransfer", sender=DEPLOYER)
+        for address, _ in BUYERS:
+            devchain.mint(w3, token, address, FUNDING_UNITS, DEPLOYER)
+            devchain.mint(w3, lookalike, address, FUNDING_UNITS, DEPLOYER)
+        overrides = {
+            "CHAIN_RPC_URL": anvil.url,
+            "CHAIN_ID": devchain.CHAIN_ID,
+            "PAYMENT_TOKEN_ADDRESS": token,
+            "PAYMENT_RECIPIENT": RECIPIENT,
+        }
+        for name, value in overrides.items():
+            setattr(settings, name, value)
+            os.environ[name] = str(value)
+        yield Chain(anvil.url, w3, token, lookalike, batch_sender, odd_transfer, RECIPIENT)
+    finally:
+        anvil.stop()
+
+
+@pytest.fixture(autouse=True)
+def _chain_for_every_test(chain, settings):
+    """Every test sees the session chain and the default confirmation count."""
+    settings.REQUIRED_CONFIRMATIONS = 1
+    # The default hasher is slow on purpose; tests make many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return chain
+
+
+@pytest.fixture(scope="session")
+def anthropic_stub():
+    with AnthropicStub(chunks=6) as stub:
+        yield stub
+
+
+@pytest.fixture
+def stub(anthropic_stub, settings):
+    """The Anthropic stub, reset, with Vendo's anthropic backend pointed at it."""
+    anthropic_stub.reset()
+    settings.AI_BACKEND = "anthropic"
+    settings.ANTHROPIC_API_KEY = "test-key"
+    settings.ANTHROPIC_BASE_URL = anthropic_stub.base_url
+    from jobs.ai import _backend
+
+    _backend.cache_clear()
+    yield anthropic_stub
+    _backend.cache_clear()
+
+
+# ------------------------------------------------------------------------------
+# A real Celery worker on the test database
+# ------------------------------------------------------------------------------
+
+WORKER_ENV = {
+    "AI_BACKEND": "anthropic",
+    "ANTHROPIC_API_KEY": "test-key",
+    "GENERATION_MAX_RETRIES": "3",
+    "GENERATION_RETRY_BASE": "0.05",
+    "GENERATION_MAX_DELIVERIES": "4",
+    "JOB_LEASE_SECONDS": "3",
+    "PARTIAL_SAVE_INTERVAL": "0.2",
+    "GENERATION_TIMEOUT": "20",
+    "ANTHROPIC_MAX_RETRIES": "0",
+}
+
+
+def database_url() -> str:
+    """Return a URL for the test database, for processes outside pytest."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db["USER"] or "postgres"
+    return f"postgres://{user}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Worker:
+    """A `celery worker` subprocess; start(), kill() and restart() it at will."""
+
+    def __init__(self, env: dict, log: Path) -> None:
+        self.env, self.log = env, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Worker":
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "config", "worker",
+                "-Q", "generation,payments", "--pool", "threads", "--concurrency", "8",
+                "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no ack, as when a machine dies."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, chain, anthropic_stub, tmp_path_factory):
+    """A real worker process on the test database, the broker and the Anthropic stub."""
+    from config.celery import app
+
+    with django_db_blocker.unblock():
+        url = database_url()
+    with app.connection_for_write() as connection:
+        for queue in ("generation", "payments", "dead_letter"):
+            connection.default_channel.queue_purge(queue)
+    env = {**os.environ, **WORKER_ENV, "DATABASE_URL": url}
+    env["ANTHROPIC_BASE_URL"] = anthropic_stub.base_url
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    worker = Worker(env, log).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker(celery_worker_process, stub, settings):
+    """The running worker, with this process's settings matching the worker's."""
+    for name, value in WORKER_ENV.items():
+        current = getattr(settings, name)
+        setattr(settings, name, type(current)(value) if not isinstance(current, str) else value)
+    if celery_worker_process.proc.poll() is not None:
+        celery_worker_process.start()
+    return celery_worker_process
+
+
+def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    """Poll until predicate() is truthy; fail the test after `timeout` (a wait, not a timing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"Timed out waiting for {what}")

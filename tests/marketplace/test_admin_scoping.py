@@ -1,0 +1,440 @@
+"""The admin is the providers' console: a provider reaches only its own rows, by any path."""
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.urls import reverse
+
+from jobs.models import DeadLetter, Job
+from jobs.services import job_transition
+from marketplace.models import Agent, Skill
+from tests.factories import AgentFactory, OperatorFactory, ProviderFactory, SkillFactory, order
+
+pytestmark = pytest.mark.django_db
+
+DENIED = {403, 404}
+ADMIN_NAMES = {"agent": "marketplace_agent", "skill": "marketplace_skill", "job": "jobs_job"}
+
+
+@dataclass
+class Provider:
+    user: object
+    agent: Agent
+    skill: Skill
+    job: Job
+
+    def obj(self, kind: str):
+        return getattr(self, kind)
+
+
+def provider_with_a_job(label: str) -> Provider:
+    user = ProviderFactory()
+    agent = AgentFactory(owner=user, name=f"{label} agent")
+    skill = SkillFactory(agent=agent, name=f"{label} skill")
+    return Provider(user=user, agent=agent, skill=skill, job=order(skill=skill))
+
+
+@pytest.fixture
+def alpha():
+    return provider_with_a_job("Alpha")
+
+
+@pytest.fixture
+def bravo():
+    return provider_with_a_job("Bravo")
+
+
+@pytest.fixture
+def as_alpha(client, alpha, bravo):
+    """The test client logged in as provider Alpha, with provider Bravo's rows in the database."""
+    client.force_login(alpha.user)
+    return client
+
+
+def snapshot(obj) -> dict:
+    """Return every stored column of `obj`, read again from the database."""
+    fresh = type(obj)._default_manager.get(pk=obj.pk)
+    return {field.attname: getattr(fresh, field.attname) for field in fresh._meta.concrete_fields}
+
+
+def agent_form_data(agent: Agent, **changes) -> dict:
+    data = {
+        "name": agent.name,
+        "slug": agent.slug,
+        "description": agent.description,
+        "payout_address": agent.payout_address,
+        "default_payment_mode": agent.default_payment_mode,
+        "is_active": "on",
+    }
+    return {**data, **changes}
+
+
+def skill_form_data(skill: Skill, **changes) -> dict:
+    data = {
+        "agent": skill.agent_id,
+        "name": skill.name,
+        "slug": skill.slug,
+        "service_key": skill.service_key,
+        "category": skill.category,
+        "description": skill.description,
+        "is_active": "on",
+        "system_prompt": skill.system_prompt,
+        "model": skill.model,
+        "max_output_tokens": skill.max_output_tokens,
+        "output_format": skill.output_format,
+        "json_schema": "",
+        "pricing": skill.pricing,
+        "price": str(skill.price),
+        "price_per_1k": "",
+        "min_price": "",
+        "estimated_seconds": skill.estimated_seconds,
+        "payment_mode": "",
+    }
+    return {**data, **changes}
+
+
+def job_form_data(job: Job) -> dict:
+    # Every job field is read-only; the form carries only the events inline's management form.
+    return {"events-TOTAL_FORMS": "0", "events-INITIAL_FORMS": "0"}
+
+
+def change_form_data(kind: str, obj, **changes) -> dict:
+    builders = {"agent": agent_form_data, "skill": skill_form_data, "job": job_form_data}
+    return builders[kind](obj, **changes)
+
+
+def admin_url(kind: str, view: str, *args) -> str:
+    return reverse(f"admin:{ADMIN_NAMES[kind]}_{view}", args=args)
+
+
+def result_pks(response) -> set:
+    return {obj.pk for obj in response.context["cl"].result_list}
+
+
+def job_label(job: Job) -> str:
+    return str(job.public_id)[:8]
+
+
+# ------------------------------------------------------------------------------
+# Changelists
+# ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["agent", "skill", "job"])
+def test_provider_changelist_lists_only_its_own_rows(as_alpha, alpha, bravo, kind):
+    response = as_alpha.get(admin_url(kind, "changelist"))
+
+    assert response.status_code == 200
+    assert result_pks(response) == {alpha.obj(kind).pk}
+    content = response.content.decode()
+    assert "Bravo" not in content
+    assert job_label(bravo.job) not in content
+    if kind != "job":
+        assert alpha.obj(kind).name in content
+
+
+@pytest.mark.parametrize(
+    ("kind", "filter_on"),
+    [("skill", "agent"), ("job", "skill")],
+)
+@pytest.mark.parametrize("facets", [False, True])
+def test_provider_filtering_changelist_by_another_providers_object_shows_nothing(
+    as_alpha, bravo, kind, filter_on, facets
+):
+    query = {f"{filter_on}__id__exact": bravo.obj(filter_on).pk}
+    if facets:
+        query["_facets"] = "True"
+
+    response = as_alpha.get(admin_url(kind, "changelist"), query)
+
+    assert response.status_code == 200 or 400 <= response.status_code < 500
+    content = response.content.decode()
+    assert "Bravo" not in content
+    assert job_label(bravo.job) not in content
+    if response.status_code == 200:
+        assert result_pks(response) == set()
+
+
+def test_operator_changelists_list_every_providers_rows(client, alpha, bravo):
+    client.force_login(OperatorFactory())
+    changelists = {
+        "admin:marketplace_agent_changelist": {alpha.agent.pk, bravo.agent.pk},
+        "admin:marketplace_skill_changelist": {alpha.skill.pk, bravo.skill.pk},
+        "admin:jobs_job_changelist": {alpha.job.pk, bravo.job.pk},
+        "admin:payments_invoice_changelist": {alpha.job.invoice.pk, bravo.job.invoice.pk},
+    }
+
+    for url_name, expected in changelists.items():
+        response = client.get(reverse(url_name))
+        assert response.status_code == 200, url_name
+        assert result_pks(response) == expected, url_name
+
+
+# ------------------------------------------------------------------------------
+# Object views: change, delete, history
+# ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["agent", "skill", "job"])
+def test_provider_opens_its_own_objects(as_alpha, alpha, kind):
+    obj = alpha.obj(kind)
+
+    assert as_alpha.get(admin_url(kind, "change", obj.pk)).status_code == 200
+    assert as_alpha.get(admin_url(kind, "history", obj.pk)).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["agent", "skill"])
+def test_provider_saves_its_own_agents_and_skills(as_alpha, alpha, kind):
+    """The same form data that is refused on another provider's object is valid on one's own."""
+    obj = alpha.obj(kind)
+
+    response = as_alpha.post(
+        admin_url(kind, "change", obj.pk), change_form_data(kind, obj, name="Renamed")
+    )
+
+    assert response.status_code == 302
+    assert snapshot(obj)["name"] == "Renamed"
+
+
+@pytest.mark.parametrize("kind", ["agent", "skill", "job"])
+def test_provider_cannot_view_another_providers_change_form(as_alpha, bravo, kind):
+    response = as_alpha.get(admin_url(kind, "change", bravo.obj(kind).pk))
+
+    assert response.status_code in DENIED
+    assert "Bravo" not in response.content.decode()
+
+
+@pytest.mark.parametrize("kind", ["agent", "skill", "job"])
+def test_provider_cannot_change_another_providers_object(as_alpha, bravo, kind):
+    obj = bravo.obj(kind)
+    before = snapshot(obj)
+
+    response = as_alpha.post(
+        admin_url(kind, "change", obj.pk), change_form_data(kind, obj, name="Hijacked")
+    )
+
+    assert response.status_code in DENIED
+    assert snapshot(obj) == before
+
+
+@pytest.mark.parametrize("kind", ["agent", "skill", "job"])
+def test_provider_cannot_view_another_providers_delete_page(as_alpha, bravo, kind):
+    response = as_alpha.get(admin_url(kind, "delete", bravo.obj(kind).pk))
+
+    assert response.status_code in DENIED
+    assert "Bravo" not in response.content.decode()
+
+
+@pytest.mark.parametrize("kind", ["agent", "skill", "job"])
+def test_provider_cannot_delete_another_providers_object(as_alpha, bravo, kind):
+    obj = bravo.obj(kind)
+    before = snapshot(obj)
+
+    response = as_alpha.post(admin_url(kind, "delete", obj.pk), {"post": "yes"})
+
+    assert response.status_code in DENIED
+    assert snapshot(obj) == before
+
+
+@pytest.mark.parametrize("kind", ["agent", "skill", "job"])
+def test_provider_cannot_read_another_providers_object_history(as_alpha, bravo, kind):
+    response = as_alpha.get(admin_url(kind, "history", bravo.obj(kind).pk))
+
+    assert response.status_code in DENIED
+    assert "Bravo" not in response.content.decode()
+
+
+# ------------------------------------------------------------------------------
+# Foreign keys and autocomplete
+# ------------------------------------------------------------------------------
+
+
+def test_provider_skill_add_form_offers_only_its_own_agents(as_alpha, alpha):
+    second = AgentFactory(owner=alpha.user, name="Alpha second agent")
+
+    response = as_alpha.get(reverse("admin:marketplace_skill_add"))
+
+    assert response.status_code == 200
+    choices = response.context["adminform"].form.fields["agent"].queryset
+    assert {agent.pk for agent in choices} == {alpha.agent.pk, second.pk}
+
+
+def test_provider_adding_a_skill_to_another_providers_agent_is_rejected(as_alpha, alpha, bravo):
+    template = SkillFactory.build(agent=bravo.agent, name="Planted skill")
+
+    response = as_alpha.post(reverse("admin:marketplace_skill_add"), skill_form_data(template))
+
+    assert response.status_code == 200
+    assert "agent" in response.context["adminform"].form.errors
+    assert not Skill.objects.filter(name="Planted skill").exists()
+    assert list(bravo.agent.skills.all()) == [bravo.skill]
+
+
+def test_provider_moving_its_skill_to_another_providers_agent_is_rejected(
+    as_alpha, alpha, bravo
+):
+    before = snapshot(alpha.skill)
+
+    response = as_alpha.post(
+        admin_url("skill", "change", alpha.skill.pk),
+        skill_form_data(alpha.skill, agent=bravo.agent.pk),
+    )
+
+    assert response.status_code == 200
+    assert "agent" in response.context["adminform"].form.errors
+    assert snapshot(alpha.skill) == before
+
+
+def test_provider_agent_autocomplete_returns_only_its_own_agents(as_alpha, alpha):
+    second = AgentFactory(owner=alpha.user, name="Alpha second agent")
+
+    response = as_alpha.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "marketplace", "model_name": "skill", "field_name": "agent", "term": ""},
+    )
+
+    assert response.status_code == 200
+    ids = {result["id"] for result in response.json()["results"]}
+    assert ids == {str(alpha.agent.pk), str(second.pk)}
+
+
+def test_provider_agent_autocomplete_search_does_not_find_another_providers_agent(as_alpha):
+    response = as_alpha.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "marketplace", "model_name": "skill", "field_name": "agent", "term": "Bravo"},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["results"] == []
+
+
+def test_provider_cannot_autocomplete_users_through_the_agent_owner_field(as_alpha, bravo):
+    response = as_alpha.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "marketplace", "model_name": "agent", "field_name": "owner", "term": ""},
+    )
+
+    assert response.status_code == 403
+    assert bravo.user.username not in response.content.decode()
+
+
+# ------------------------------------------------------------------------------
+# Agent ownership
+# ------------------------------------------------------------------------------
+
+
+def test_provider_agent_add_form_has_no_owner_field(as_alpha):
+    response = as_alpha.get(reverse("admin:marketplace_agent_add"))
+
+    assert response.status_code == 200
+    assert "owner" not in response.context["adminform"].form.fields
+
+
+def test_provider_adding_an_agent_owns_it_even_when_posting_another_owner(as_alpha, alpha, bravo):
+    template = AgentFactory.build(name="Fresh agent", slug="fresh-agent")
+
+    response = as_alpha.post(
+        reverse("admin:marketplace_agent_add"), agent_form_data(template, owner=bravo.user.pk)
+    )
+
+    assert response.status_code == 302
+    assert Agent.objects.get(slug="fresh-agent").owner == alpha.user
+
+
+def test_provider_changing_its_agent_cannot_hand_it_to_another_provider(as_alpha, alpha, bravo):
+    response = as_alpha.post(
+        admin_url("agent", "change", alpha.agent.pk),
+        agent_form_data(alpha.agent, owner=bravo.user.pk),
+    )
+
+    assert response.status_code == 302
+    assert snapshot(alpha.agent)["owner_id"] == alpha.user.pk
+
+
+# ------------------------------------------------------------------------------
+# Operators' pages and actions
+# ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url_name",
+    [
+        "admin:payments_invoice_changelist",
+        "admin:payments_payment_changelist",
+        "admin:jobs_deadletter_changelist",
+    ],
+)
+def test_provider_cannot_open_operator_only_changelists(as_alpha, url_name):
+    assert as_alpha.get(reverse(url_name)).status_code == 403
+
+
+def test_provider_cannot_open_the_invoice_of_its_own_job(as_alpha, alpha):
+    response = as_alpha.get(reverse("admin:payments_invoice_change", args=[alpha.job.invoice.pk]))
+
+    assert response.status_code == 403
+
+
+def test_provider_cannot_open_a_dead_letter_of_its_own_job(as_alpha, alpha):
+    dead_letter = DeadLetter.objects.create(
+        job=alpha.job, task_name="jobs.run_generation", args=[alpha.job.pk], exception="boom"
+    )
+
+    response = as_alpha.get(reverse("admin:jobs_deadletter_change", args=[dead_letter.pk]))
+
+    assert response.status_code == 403
+
+
+def failed(job: Job) -> Job:
+    job_transition(job=job, to=Job.Status.PAID)
+    return job_transition(job=job, to=Job.Status.FAILED, error="The model gave up.")
+
+
+def offered_actions(response) -> set:
+    action_form = response.context["action_form"]
+    if action_form is None:
+        return set()
+    return {name for name, _ in action_form.fields["action"].choices if name}
+
+
+def test_provider_is_not_offered_the_retry_and_refund_actions(as_alpha, alpha):
+    failed(alpha.job)
+
+    response = as_alpha.get(reverse("admin:jobs_job_changelist"))
+
+    assert response.status_code == 200
+    assert offered_actions(response).isdisjoint({"retry_jobs", "refund_jobs"})
+
+
+def test_operator_is_offered_the_retry_and_refund_actions(client, alpha):
+    client.force_login(OperatorFactory())
+
+    response = client.get(reverse("admin:jobs_job_changelist"))
+
+    assert {"retry_jobs", "refund_jobs"} <= offered_actions(response)
+
+
+@pytest.mark.parametrize("action", ["retry_jobs", "refund_jobs"])
+def test_provider_posting_a_job_action_changes_nothing(as_alpha, alpha, action):
+    job = failed(alpha.job)
+    before = snapshot(job)
+
+    as_alpha.post(
+        reverse("admin:jobs_job_changelist"), {"action": action, ACTION_CHECKBOX_NAME: [job.pk]}
+    )
+
+    assert snapshot(job) == before
+
+
+def test_operator_refund_action_marks_failed_job_refunded(client, alpha):
+    """The action POST the provider test sends does act, when an operator sends it."""
+    job = failed(alpha.job)
+    client.force_login(OperatorFactory())
+
+    response = client.post(
+        reverse("admin:jobs_job_changelist"),
+        {"action": "refund_jobs", ACTION_CHECKBOX_NAME: [job.pk]},
+    )
+
+    assert response.status_code == 302
+    assert snapshot(job)["status"] == Job.Status.REFUNDED

@@ -1,0 +1,129 @@
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from jobs.models import Job
+from marketplace.models import Skill
+from payments.models import Invoice
+from tests.factories import AgentFactory, JsonSkillFactory, SkillFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_catalog_groups_skills_by_category(client):
+    SkillFactory(name="Tighten prose", category=Skill.Category.WRITING)
+    JsonSkillFactory(name="Extract invoice", category=Skill.Category.DATA)
+    response = client.get("/")
+    assert response.status_code == 200
+    labels = [label for label, _ in response.context["groups"]]
+    assert labels == ["Data & extraction", "Writing"]
+    assert b"Tighten prose" in response.content and b"Extract invoice" in response.content
+
+
+def test_catalog_search_finds_by_name_and_description(client):
+    SkillFactory(name="Code review", description="Finds bugs in your diff.")
+    SkillFactory(name="Launch post", description="Announces what you shipped.")
+    response = client.get("/", {"q": "bugs"})
+    assert b"Code review" in response.content
+    assert b"Launch post" not in response.content
+
+
+def test_catalog_hides_inactive_skills_and_agents(client):
+    SkillFactory(name="Retired skill", is_active=False)
+    SkillFactory(name="Skill of a paused agent", agent=AgentFactory(is_active=False))
+    response = client.get("/")
+    assert b"Retired skill" not in response.content
+    assert b"paused agent" not in response.content
+
+
+def test_catalog_query_count_does_not_grow_with_skills(client, django_assert_max_num_queries):
+    SkillFactory.create_batch(3)
+    with django_assert_max_num_queries(3) as few:
+        client.get("/")
+    SkillFactory.create_batch(30)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get("/")
+
+
+def test_agent_page_lists_its_skills(client):
+    skill = SkillFactory(name="Explain this error")
+    other = SkillFactory(name="Someone else's skill")
+    response = client.get(skill.agent.get_absolute_url())
+    assert response.status_code == 200
+    assert b"Explain this error" in response.content
+    assert other.name.encode() not in response.content
+
+
+def test_skill_page_shows_price_and_order_form(client):
+    skill = SkillFactory(price=Decimal("1.500000"))
+    response = client.get(skill.get_absolute_url())
+    assert response.status_code == 200
+    assert b'name="prompt"' in response.content
+    assert b"1.50" in response.content
+
+
+def test_unknown_skill_is_404(client):
+    assert client.get("/agents/nobody/nothing/").status_code == 404
+
+
+def test_order_creates_job_and_invoice_and_redirects_to_the_job_page(client, chain):
+    skill = SkillFactory()
+    response = client.post(skill.get_absolute_url(), {"prompt": "Summarise this paragraph."})
+    job = Job.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/jobs/{job.public_id}/"
+    assert job.prompt == "Summarise this paragraph."
+    assert job.invoice.status == Invoice.Status.OPEN
+    assert job.invoice.recipient == chain.recipient
+
+
+def test_empty_prompt_shows_the_error_on_the_page(client):
+    skill = SkillFactory()
+    response = client.post(skill.get_absolute_url(), {"prompt": "   "})
+    assert response.status_code == 400
+    assert b"Write what you want the agent to do." in response.content
+    assert not Job.objects.exists()
+
+
+def test_too_long_prompt_shows_the_error_and_keeps_the_input(client):
+    skill = SkillFactory()
+    response = client.post(skill.get_absolute_url(), {"prompt": "x" * 20_001})
+    assert response.status_code == 400
+    assert b"at most 20000 characters" in response.content
+    assert not Job.objects.exists()
+
+
+def test_anonymous_buyer_sees_their_jobs_under_my_jobs(client):
+    skill = SkillFactory(name="Launch post")
+    client.post(skill.get_absolute_url(), {"prompt": "We shipped dark mode."})
+    response = client.get(reverse("jobs:mine"))
+    assert [job.skill for job in response.context["jobs"]] == [skill]
+    other_browser = client.__class__()
+    assert list(other_browser.get(reverse("jobs:mine")).context["jobs"]) == []
+
+
+def test_job_page_shows_invoice_and_timeline(client, chain):
+    skill = SkillFactory(price=Decimal("2.000000"))
+    client.post(skill.get_absolute_url(), {"prompt": "Hello"})
+    job = Job.objects.get()
+    response = client.get(job.get_absolute_url())
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert chain.recipient in content
+    assert f"2.{job.invoice.tail_units:06d}".rstrip("0") in content  # the exact amount due
+    assert "31337" in content
+    assert "Payment required" in content
+    assert 'id="invoice-countdown"' in content
+
+
+def test_job_page_query_count_is_constant(client, django_assert_max_num_queries):
+    skill = SkillFactory()
+    client.post(skill.get_absolute_url(), {"prompt": "Hello"})
+    job = Job.objects.get()
+    with django_assert_max_num_queries(8):
+        client.get(job.get_absolute_url())
+
+
+def test_unknown_job_is_404(client):
+    assert client.get("/jobs/00000000-0000-0000-0000-000000000000/").status_code == 404
