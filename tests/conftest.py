@@ -4,18 +4,18 @@ import os
 
 os.environ.setdefault("DEBUG", "true")
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
-import pytest  # noqa: E402
-from django.conf import settings  # noqa: E402
-from web3 import HTTPProvider, Web3  # noqa: E402
+import pytest
+from django.conf import settings
+from web3 import HTTPProvider, Web3
 
-from payments import devchain  # noqa: E402
-from tests.anthropic_stub import AnthropicStub  # noqa: E402
+from payments import devchain
+from tests.anthropic_stub import AnthropicStub
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYER = devchain.ANVIL_ACCOUNTS[0][0]
@@ -170,7 +170,9 @@ class Worker:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, chain, anthropic_stub, tmp_path_factory):
+def celery_worker_process(
+    django_db_setup, django_db_blocker, chain, anthropic_stub, tmp_path_factory
+):
     """A real worker process on the test database, the broker and the Anthropic stub."""
     from config.celery import app
 

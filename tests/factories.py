@@ -67,7 +67,10 @@ class JsonSkillFactory(SkillFactory):
     json_schema = {
         "type": "object",
         "required": ["title", "tags"],
-        "properties": {"title": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
+        "properties": {
+            "title": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
     }
 
 
