@@ -300,29 +300,27 @@ def _attach(invoice: Invoice, log: chain.TransferLog, head: int, source: str) ->
 def _reject(
     invoice: Invoice, tx_hash: str, source: str, reason: str, *, log_index: int | None = None
 ) -> Payment:
-    payment, _ = Payment.objects.get_or_create(
-        invoice=invoice,
-        tx_hash=tx_hash,
-        log_index=log_index,
-        status=Payment.Status.REJECTED,
-        reason=reason,
-        defaults={"source": source, "chain_id": invoice.chain_id},
+    # Racing submissions may each record the same rejection; that is harmless, so no lock.
+    found = {"invoice": invoice, "tx_hash": tx_hash, "log_index": log_index, "reason": reason}
+    existing = Payment.objects.filter(status=Payment.Status.REJECTED, **found).first()
+    return existing or Payment.objects.create(
+        status=Payment.Status.REJECTED, source=source, chain_id=invoice.chain_id, **found
     )
-    return payment
 
 
 def _not_found(invoice: Invoice, tx_hash: str, source: str) -> Payment:
     """Keep a hash the chain does not know yet, to check again until the invoice expires."""
     if not invoice.is_open:
         return _reject(invoice, tx_hash, source, Reason.NEVER_FOUND)
-    payment, _ = Payment.objects.get_or_create(
-        invoice=invoice,
-        tx_hash=tx_hash,
-        log_index=None,
+    found = {"invoice": invoice, "tx_hash": tx_hash, "log_index": None}
+    existing = Payment.objects.filter(status=Payment.Status.PENDING, **found).first()
+    return existing or Payment.objects.create(
         status=Payment.Status.PENDING,
-        defaults={"source": source, "chain_id": invoice.chain_id, "reason": Reason.NOT_FOUND},
+        source=source,
+        chain_id=invoice.chain_id,
+        reason=Reason.NOT_FOUND,
+        **found,
     )
-    return payment
 
 
 # ------------------------------------------------------------------------------
@@ -366,8 +364,8 @@ def _match_watched(log: chain.TransferLog, *, head: int, chain_id: int, token: s
     invoice = (
         invoices.open().filter(amount_units=log.amount_units).first()
         or invoices.open()
-        .annotate(due=F("amount_units") - F("paid_units") - F("pending_units"))
-        .filter(due=log.amount_units)
+        .annotate(rest_units=F("amount_units") - F("paid_units") - F("pending_units"))
+        .filter(rest_units=log.amount_units)
         .order_by("created_at")
         .first()
         or invoices.filter(
