@@ -23,12 +23,11 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "span": {"class"},
-    "div": {"class"},
-    "th": {"style"},
-    "td": {"style"},
+    "pre": {"class"},
     "code": {"class"},
+    "table": {"class"},
 }
-FORMATTER = HtmlFormatter(cssclass="highlight", nowrap=False)
+FORMATTER = HtmlFormatter(nowrap=True)
 
 
 def _highlight(code: str, lang: str, _attrs) -> str:
@@ -36,7 +35,8 @@ def _highlight(code: str, lang: str, _attrs) -> str:
         lexer = get_lexer_by_name(lang) if lang else TextLexer()
     except ClassNotFound:
         lexer = TextLexer()
-    return highlight(code, lexer, FORMATTER)
+    # A block starting with <pre is used as it is: markdown-it wraps nothing around it.
+    return f'<pre class="highlight"><code>{highlight(code, lexer, FORMATTER)}</code></pre>'
 
 
 # html=False: raw HTML in the model's Markdown is shown as text, never passed through.

@@ -88,6 +88,8 @@ def job_status_payload(job: Job) -> dict:
                 "log_index": payment.log_index,
                 "amount_units": None if payment.amount_units is None else int(payment.amount_units),
                 "status": payment.status,
+                "status_label": payment.get_status_display(),
+                "source": payment.source,
                 "confirmations": payment.confirmations,
                 "reason": payment.reason,
             }

@@ -47,9 +47,7 @@ class AnthropicBackend:
         except anthropic.APIStatusError as error:
             raise _classify(error) from error
         except (anthropic.APIConnectionError, httpx2.TransportError) as error:
-            raise RetryableGenerationError(
-                "The connection to the model broke off; trying again."
-            ) from error
+            raise RetryableGenerationError("The connection to the model broke off.") from error
         if message.stop_reason is None:
             # The SDK hands back a stream cut before message_stop as if it had ended.
             raise RetryableGenerationError("The model's stream was cut off before it finished.")
@@ -68,7 +66,7 @@ def _classify(error: anthropic.APIStatusError):
             error.status_code,
             "The model is overloaded" if kind == "overloaded_error" else "The model service failed",
         )
-        return RetryableGenerationError(f"{what} ({error.status_code}); trying again.")
+        return RetryableGenerationError(f"{what} ({error.status_code}).")
     return PermanentGenerationError(
         f"The model refused the request ({error.status_code}): {_api_message(error)}"
     )

@@ -595,6 +595,15 @@
 
   /* ------------------------------------------------------------ start */
 
+  // After a rejected hash the server re-renders the page with errors: bring the form into view.
+  function focusFormErrors() {
+    var form = document.getElementById("tx-hash-form");
+    if (!form || !form.querySelector(".field-errors")) return;
+    var input = form.elements.tx_hash;
+    form.scrollIntoView({ block: "center" });
+    if (input) input.focus({ preventScroll: true });
+  }
+
   function start() {
     var times = document.querySelectorAll("#timeline time[datetime]");
     Array.prototype.forEach.call(times, localizeTime);
@@ -603,6 +612,7 @@
     setupDownload();
     setupWallet();
     startPolling();
+    focusFormErrors();
   }
 
   if (document.readyState === "loading") {

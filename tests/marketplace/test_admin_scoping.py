@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 
 from jobs.models import DeadLetter, Job
@@ -15,6 +16,12 @@ pytestmark = pytest.mark.django_db
 
 DENIED = {403, 404}
 ADMIN_NAMES = {"agent": "marketplace_agent", "skill": "marketplace_skill", "job": "jobs_job"}
+# What an intruder would post to another provider's object.
+HIJACK = {
+    "agent": {"name": "Hijacked"},
+    "skill": {"name": "Hijacked"},
+    "job": {"prompt": "Hijacked", "status": "completed"},
+}
 
 
 @dataclass
@@ -45,10 +52,16 @@ def bravo():
     return provider_with_a_job("Bravo")
 
 
+def log_in(client, user) -> None:
+    # Log in the user as stored: UserFactory sets the password on the instance after saving it
+    # and does not save again, so the instance's session hash would not match the database's.
+    client.force_login(type(user)._default_manager.get(pk=user.pk))
+
+
 @pytest.fixture
 def as_alpha(client, alpha, bravo):
     """The test client logged in as provider Alpha, with provider Bravo's rows in the database."""
-    client.force_login(alpha.user)
+    log_in(client, alpha.user)
     return client
 
 
@@ -94,9 +107,9 @@ def skill_form_data(skill: Skill, **changes) -> dict:
     return {**data, **changes}
 
 
-def job_form_data(job: Job) -> dict:
+def job_form_data(job: Job, **changes) -> dict:
     # Every job field is read-only; the form carries only the events inline's management form.
-    return {"events-TOTAL_FORMS": "0", "events-INITIAL_FORMS": "0"}
+    return {"events-TOTAL_FORMS": "0", "events-INITIAL_FORMS": "0", **changes}
 
 
 def change_form_data(kind: str, obj, **changes) -> dict:
@@ -139,9 +152,11 @@ def test_provider_changelist_lists_only_its_own_rows(as_alpha, alpha, bravo, kin
     [("skill", "agent"), ("job", "skill")],
 )
 @pytest.mark.parametrize("facets", [False, True])
-def test_provider_filtering_changelist_by_another_providers_object_shows_nothing(
+def test_provider_filtering_changelist_by_another_providers_object_shows_none_of_its_rows(
     as_alpha, bravo, kind, filter_on, facets
 ):
+    # With a single choice Django drops the filter and lists the provider's own rows; either
+    # way, none of the other provider's rows may appear.
     query = {f"{filter_on}__id__exact": bravo.obj(filter_on).pk}
     if facets:
         query["_facets"] = "True"
@@ -153,11 +168,11 @@ def test_provider_filtering_changelist_by_another_providers_object_shows_nothing
     assert "Bravo" not in content
     assert job_label(bravo.job) not in content
     if response.status_code == 200:
-        assert result_pks(response) == set()
+        assert bravo.obj(kind).pk not in result_pks(response)
 
 
 def test_operator_changelists_list_every_providers_rows(client, alpha, bravo):
-    client.force_login(OperatorFactory())
+    log_in(client, OperatorFactory())
     changelists = {
         "admin:marketplace_agent_changelist": {alpha.agent.pk, bravo.agent.pk},
         "admin:marketplace_skill_changelist": {alpha.skill.pk, bravo.skill.pk},
@@ -211,7 +226,7 @@ def test_provider_cannot_change_another_providers_object(as_alpha, bravo, kind):
     before = snapshot(obj)
 
     response = as_alpha.post(
-        admin_url(kind, "change", obj.pk), change_form_data(kind, obj, name="Hijacked")
+        admin_url(kind, "change", obj.pk), change_form_data(kind, obj, **HIJACK[kind])
     )
 
     assert response.status_code in DENIED
@@ -245,6 +260,46 @@ def test_provider_cannot_read_another_providers_object_history(as_alpha, bravo, 
     assert "Bravo" not in response.content.decode()
 
 
+@pytest.mark.parametrize("kind", ["agent", "skill"])
+def test_provider_bulk_delete_action_skips_another_providers_objects(as_alpha, bravo, kind):
+    obj = bravo.obj(kind)
+    if kind == "skill":
+        # A skill with jobs is protected; give the action one it could delete.
+        obj = SkillFactory(agent=bravo.agent, name="Bravo spare skill")
+    before = snapshot(obj)
+
+    as_alpha.post(
+        admin_url(kind, "changelist"),
+        {"action": "delete_selected", ACTION_CHECKBOX_NAME: [obj.pk], "post": "yes"},
+    )
+
+    assert snapshot(obj) == before
+
+
+def view_on_site_url(obj) -> str:
+    content_type = ContentType.objects.get_for_model(obj)
+    return reverse("admin:view_on_site", args=[content_type.pk, obj.pk])
+
+
+def test_provider_view_on_site_redirects_for_its_own_job(as_alpha, alpha):
+    response = as_alpha.get(view_on_site_url(alpha.job))
+
+    assert response.status_code == 302
+    assert response["Location"].endswith(alpha.job.get_absolute_url())
+
+
+@pytest.mark.parametrize("kind", ["agent", "skill", "job"])
+def test_provider_view_on_site_does_not_reveal_another_providers_object(as_alpha, bravo, kind):
+    # A job's page is reached by its UUID alone, so redirecting to it hands over the buyer's
+    # link: the prompt, the invoice and, once paid, the result.
+    obj = bravo.obj(kind)
+
+    response = as_alpha.get(view_on_site_url(obj))
+
+    assert response.status_code in DENIED
+    assert obj.get_absolute_url() not in response.get("Location", "")
+
+
 # ------------------------------------------------------------------------------
 # Foreign keys and autocomplete
 # ------------------------------------------------------------------------------
@@ -271,9 +326,7 @@ def test_provider_adding_a_skill_to_another_providers_agent_is_rejected(as_alpha
     assert list(bravo.agent.skills.all()) == [bravo.skill]
 
 
-def test_provider_moving_its_skill_to_another_providers_agent_is_rejected(
-    as_alpha, alpha, bravo
-):
+def test_provider_moving_its_skill_to_another_providers_agent_is_rejected(as_alpha, alpha, bravo):
     before = snapshot(alpha.skill)
 
     response = as_alpha.post(
@@ -407,7 +460,7 @@ def test_provider_is_not_offered_the_retry_and_refund_actions(as_alpha, alpha):
 
 
 def test_operator_is_offered_the_retry_and_refund_actions(client, alpha):
-    client.force_login(OperatorFactory())
+    log_in(client, OperatorFactory())
 
     response = client.get(reverse("admin:jobs_job_changelist"))
 
@@ -429,7 +482,7 @@ def test_provider_posting_a_job_action_changes_nothing(as_alpha, alpha, action):
 def test_operator_refund_action_marks_failed_job_refunded(client, alpha):
     """The action POST the provider test sends does act, when an operator sends it."""
     job = failed(alpha.job)
-    client.force_login(OperatorFactory())
+    log_in(client, OperatorFactory())
 
     response = client.post(
         reverse("admin:jobs_job_changelist"),
