@@ -62,7 +62,8 @@ class AgentAdmin(OwnedAdmin):
     def get_queryset(self, request):
         from django.db.models import Count
 
-        return super().get_queryset(request).annotate(num_skills=Count("skills"))
+        # An aggregate drops Meta.ordering, so order again for stable pages.
+        return super().get_queryset(request).annotate(num_skills=Count("skills")).order_by("name")
 
     @admin.display(description="skills", ordering="num_skills")
     def skill_count(self, obj) -> int:
