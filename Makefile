@@ -16,7 +16,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# `npm install`, not `npm ci`: the lock names only the platform binaries the registry serves here.
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## Rebuild payments/contracts/*.json from contracts/*.sol with the pinned solc.

@@ -37,7 +37,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
-    "rest_framework",
     "marketplace",
     "jobs",
     "payments",
@@ -127,10 +126,6 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
 # The job page's "My jobs" list lives in the session, so anonymous buyers keep theirs a while.
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 90
-
-REST_FRAMEWORK = {
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-}
 
 LOGGING = {
     "version": 1,

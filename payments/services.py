@@ -25,8 +25,10 @@ from payments.money import from_units, to_units
 logger = logging.getLogger(__name__)
 
 TX_HASH_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
-# The unique tail added to an invoice's price: at most 0.009999 USDC.
+# The unique tail added to an invoice's price: at most 0.009999 USDC, and usually under
+# 0.0001, as it is drawn from the smallest free tails.
 TAIL_MAX = 9999
+TAIL_CHOICES = 100
 TAIL_ATTEMPTS = 30
 
 
@@ -84,7 +86,8 @@ def invoice_create(*, job: Job, price: Decimal) -> Invoice:
         free = [tail for tail in range(1, TAIL_MAX + 1) if price_units + tail not in taken]
         if not free:
             break
-        tail = random.choice(free)
+        # Random among the smallest, so concurrent orders rarely pick the same one.
+        tail = random.choice(free[:TAIL_CHOICES])
         try:
             with transaction.atomic():
                 return Invoice.objects.create(

@@ -36,7 +36,7 @@ class OfflineBackend:
             return json.dumps(_sample(schema, digest), indent=2)
         excerpt = request.prompt.strip().replace("\n", " ")[:200]
         return (
-            f"> **Offline {LABEL}** — this answer was made without a model (AI_BACKEND=offline), "
+            f"> **Offline preview** — this answer was made without a model (AI_BACKEND=offline), "
             f"so it only shows the shape of a result.\n\n"
             f"## Your request\n\n{excerpt}\n\n"
             f"## What a model would do\n\n"
