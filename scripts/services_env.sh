@@ -14,6 +14,8 @@ if (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   broker="Redis on 127.0.0.1:6379"
 else
   echo "unset CELERY_BROKER_URL"
+  # Apart from `make run`'s broker, so a test worker never takes the dev server's messages.
+  echo "export BROKER_DIR=var/test-broker"
   broker="the filesystem broker (embedded default)"
 fi
 echo "make test: database $db, broker $broker" >&2

@@ -94,6 +94,8 @@ def stub(anthropic_stub, settings):
     settings.AI_BACKEND = "anthropic"
     settings.ANTHROPIC_API_KEY = "test-key"
     settings.ANTHROPIC_BASE_URL = anthropic_stub.base_url
+    # As in the worker: each model error reaches the task, which retries it.
+    settings.ANTHROPIC_MAX_RETRIES = 0
     from jobs.ai import _backend
 
     _backend.cache_clear()

@@ -40,7 +40,7 @@ def test_provider_logs_in_and_renames_its_own_skill(page, shot):
     page.get_by_role("button", name="Save", exact=True).click()
 
     expect(page.locator(".messagelist .success")).to_contain_text(
-        "“Long-form Blog Post Drafter” was changed successfully"
+        "The skill “Quill / Long-form Blog Post Drafter” was changed successfully."
     )
     expect(results.get_by_role("link", name="Long-form Blog Post Drafter")).to_be_visible()
     expect(results).not_to_contain_text("Someone Else's Skill")

@@ -82,13 +82,14 @@ def test_retryable_failure_then_success_completes_once(worker, stub, chain, fail
     assert job.error == ""
 
 
-def test_bad_request_fails_at_once_with_a_dead_letter(worker, stub, chain):
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_permanent_error_fails_at_once_with_a_dead_letter(worker, stub, chain, status):
     before = dead_letter_queue_size()
-    stub.script("status:400")
+    stub.script(f"status:{status}")
     job = finished(pay(order(), chain))
     assert job.status == Job.Status.FAILED
     assert job.attempts == 1
-    assert "400" in job.error
+    assert str(status) in job.error
     assert "retrying" not in kinds(job)
     dead_letter = DeadLetter.objects.get(job=job)
     assert dead_letter.task_name == "jobs.run_generation"
