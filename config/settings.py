@@ -154,7 +154,8 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
-# One model call may take GENERATION_TIMEOUT seconds, and the SDK retries it
+# One model call may take GENERATION_TIMEOUT seconds (a deadline the generation enforces
+# itself: Celery's thread pool does not enforce time limits), and the SDK retries it
 # ANTHROPIC_MAX_RETRIES times; the time limits and the broker's visibility timeout stack above
 # that worst case, so a message is never redelivered while its first run is still alive.
 GENERATION_TIMEOUT = env.int("GENERATION_TIMEOUT", default=300)

@@ -49,22 +49,25 @@ def job_claim(*, job_id: int) -> tuple[Job, uuid.UUID] | None:
     job = Job.objects.claimable(now=now).select_related("skill").filter(pk=job_id).first()
     if job is None:
         return None
+    # A running job with a claim but no live lease was abandoned: its worker died. Only first
+    # deliveries and such recoveries count, so retries never look like a poisoned message.
+    abandoned = job.status == Job.Status.IN_PROGRESS and job.claim_token is not None
+    fresh = job.status != Job.Status.IN_PROGRESS
     token = uuid.uuid4()
     claimed = Job.objects.filter(pk=job.pk, status=job.status, claim_token=job.claim_token).update(
         status=Job.Status.IN_PROGRESS,
         claim_token=token,
         lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
-        deliveries=F("deliveries") + 1,
+        deliveries=F("deliveries") + 1 if fresh or abandoned else F("deliveries"),
         started_at=job.started_at or now,
         updated_at=now,
     )
     if not claimed:
         return None
-    was = job.status
     job.refresh_from_db()
-    if was != Job.Status.IN_PROGRESS:
+    if fresh:
         job_event(job=job, kind=JobEvent.Kind.PROCESSING, message="A worker started the job.")
-    elif job.deliveries > 1 and not job.error:
+    elif abandoned:
         job_event(
             job=job,
             kind=JobEvent.Kind.PROCESSING,
@@ -118,9 +121,14 @@ class _Progress:
         self.job, self.token = job, token
         self.saved_at = 0.0
         self.started = False
+        # Celery's thread pool enforces no time limits, and a trickling stream never trips the
+        # read timeout: this deadline bounds the whole call.
+        self.deadline = time.monotonic() + settings.GENERATION_TIMEOUT
 
     def __call__(self, text: str, input_tokens: int, output_tokens: int) -> None:
         now = time.monotonic()
+        if now > self.deadline:
+            raise RetryableGenerationError("The model took too long to answer.")
         if now - self.saved_at < settings.PARTIAL_SAVE_INTERVAL:
             return
         self.saved_at = now

@@ -1,5 +1,6 @@
 """The generation service in-process, against the Anthropic stub (no worker needed)."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -36,8 +37,12 @@ def test_a_job_whose_lease_ran_out_can_be_reclaimed():
 def test_a_job_that_keeps_killing_its_worker_is_dead_lettered(settings, stub):
     settings.GENERATION_MAX_DELIVERIES = 3
     job = paid_job()
+    # Three workers claimed it and died: a claim is left with its lease run out.
     Job.objects.filter(pk=job.pk).update(
-        status=Job.Status.IN_PROGRESS, deliveries=3, lease_expires_at=timezone.now()
+        status=Job.Status.IN_PROGRESS,
+        deliveries=3,
+        claim_token=uuid.uuid4(),
+        lease_expires_at=timezone.now(),
     )
     assert job_generate(job_id=job.pk) is None
     job.refresh_from_db()
@@ -59,6 +64,7 @@ def test_a_retryable_error_asks_for_a_retry_and_releases_the_claim(stub):
     assert job_generate(job_id=job.pk) is None  # the retry claims it and completes
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED
+    assert job.deliveries == 1  # a retry is not a redelivery
 
 
 def test_reaper_requeues_paid_jobs_whose_message_was_lost(settings):
