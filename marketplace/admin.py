@@ -1,5 +1,6 @@
 """The providers' console. A provider sees and edits only its own rows; operators see all."""
 
+from django import forms
 from django.contrib import admin
 from django.http import Http404
 
@@ -83,9 +84,31 @@ class AgentAdmin(OwnedAdmin):
         super().save_model(request, obj, form, change)
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON field that shows an empty box, not `null`, when there is no value."""
+
+    def prepare_value(self, value):
+        return "" if value is None else super().prepare_value(value)
+
+
+class SkillForm(forms.ModelForm):
+    json_schema = OptionalJSONField(
+        label="JSON schema",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "class": "vLargeTextField"}),
+        help_text=Skill._meta.get_field("json_schema").help_text,
+    )
+
+    class Meta:
+        model = Skill
+        # The admin's fieldsets choose the fields; this is the form's own fallback.
+        fields = ["agent", "name", "slug", "service_key", "json_schema"]
+
+
 @admin.register(Skill)
 class SkillAdmin(OwnedAdmin):
     owner_path = "agent__owner"
+    form = SkillForm
     list_display = ["name", "agent", "category", "price_label", "output_format", "is_active"]
     list_filter = [
         ("agent", admin.RelatedOnlyFieldListFilter),

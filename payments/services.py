@@ -290,11 +290,11 @@ def _attach(invoice: Invoice, log: chain.TransferLog, head: int, source: str) ->
             return existing
         return _reject(invoice, log.tx_hash, source, Reason.ALREADY_USED, log_index=log.log_index)
     amount = from_units(log.amount_units, invoice.token_decimals)
-    waiting = "" if confirmed else f"; waiting for {settings.REQUIRED_CONFIRMATIONS} confirmations"
+    waiting = "" if confirmed else f", waiting for {settings.REQUIRED_CONFIRMATIONS} confirmations"
     job_event(
         job=invoice.job,
         kind=JobEvent.Kind.PAYMENT_SEEN,
-        message=f"{amount} USDC seen in {log.tx_hash[:10]}…{waiting}.",
+        message=f"{amount} USDC seen in transaction {log.tx_hash[:10]}…{waiting}",
         data={"tx_hash": log.tx_hash, "log_index": log.log_index, "amount_units": log.amount_units},
     )
     return payment
