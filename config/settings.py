@@ -85,6 +85,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Rendered results are cached here: per process by default, shared with e.g. redis://.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 # ------------------------------------------------------------------------------
 # Auth, i18n, static files
 # ------------------------------------------------------------------------------

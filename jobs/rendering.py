@@ -4,6 +4,7 @@ import json
 from dataclasses import dataclass
 
 import nh3
+from django.core.cache import cache
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
@@ -124,6 +125,12 @@ class RenderedResult:
 
 
 def render_result(job: Job) -> RenderedResult:
+    """Return the job's result as HTML, rendered once per version of the job and cached."""
+    key = f"result:{job.public_id}:{job.updated_at.timestamp()}"
+    return cache.get_or_set(key, lambda: _render_result(job), timeout=24 * 3600)
+
+
+def _render_result(job: Job) -> RenderedResult:
     stem = f"{job.skill.slug}-{str(job.public_id)[:8]}"
     if job.output_json is not None:
         return RenderedResult(
