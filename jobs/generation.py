@@ -17,7 +17,6 @@ from datetime import timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from jobs import ai
@@ -46,25 +45,30 @@ class LostClaim(Exception):
 def job_claim(*, job_id: int) -> tuple[Job, uuid.UUID] | None:
     """Take the job for this worker with a conditional update and a lease; None if not ours."""
     now = timezone.now()
-    job = Job.objects.claimable(now=now).select_related("skill").filter(pk=job_id).first()
-    if job is None:
+    job = Job.objects.select_related("skill").filter(pk=job_id).first()
+    if job is None or not job.is_claimable(now):
         return None
     # A running job with a claim but no live lease was abandoned: its worker died. Only first
     # deliveries and such recoveries count, so retries never look like a poisoned message.
     abandoned = job.status == Job.Status.IN_PROGRESS and job.claim_token is not None
     fresh = job.status != Job.Status.IN_PROGRESS
-    token = uuid.uuid4()
-    claimed = Job.objects.filter(pk=job.pk, status=job.status, claim_token=job.claim_token).update(
-        status=Job.Status.IN_PROGRESS,
-        claim_token=token,
-        lease_expires_at=now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
-        deliveries=F("deliveries") + 1 if fresh or abandoned else F("deliveries"),
-        started_at=job.started_at or now,
-        updated_at=now,
-    )
+    changes = {
+        "status": Job.Status.IN_PROGRESS,
+        "claim_token": uuid.uuid4(),
+        "lease_expires_at": now + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+        "deliveries": job.deliveries + (1 if fresh or abandoned else 0),
+        "started_at": job.started_at or now,
+        "updated_at": now,
+    }
+    if changes["deliveries"] <= settings.GENERATION_MAX_DELIVERIES:
+        changes["attempts"] = job.attempts + 1  # this claim makes one model call
+    claimed = Job.objects.filter(
+        pk=job.pk, status=job.status, claim_token=job.claim_token, deliveries=job.deliveries
+    ).update(**changes)
     if not claimed:
         return None
-    job.refresh_from_db()
+    for name, value in changes.items():
+        setattr(job, name, value)
     if fresh:
         job_event(job=job, kind=JobEvent.Kind.PROCESSING, message="A worker started the job.")
     elif abandoned:
@@ -73,7 +77,7 @@ def job_claim(*, job_id: int) -> tuple[Job, uuid.UUID] | None:
             kind=JobEvent.Kind.PROCESSING,
             message=f"Resumed after its worker stopped (delivery {job.deliveries}).",
         )
-    return job, token
+    return job, changes["claim_token"]
 
 
 def job_generate(*, job_id: int, task_id: str = "") -> Retry | None:
@@ -85,8 +89,6 @@ def job_generate(*, job_id: int, task_id: str = "") -> Retry | None:
     if job.deliveries > settings.GENERATION_MAX_DELIVERIES:
         _fail(job, token, f"The job stopped its worker {job.deliveries - 1} times.", "", task_id)
         return None
-    Job.objects.filter(pk=job.pk).update(attempts=F("attempts") + 1)
-    job.attempts += 1
     progress = _Progress(job, token)
     try:
         result = ai.get_backend().generate(

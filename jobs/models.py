@@ -19,15 +19,6 @@ class JobQuerySet(models.QuerySet):
         """Running jobs whose worker stopped renewing its lease (it died)."""
         return self.filter(status=Job.Status.IN_PROGRESS, lease_expires_at__lt=now)
 
-    def claimable(self, *, now):
-        """Jobs a worker may take: paid, pay-after-delivery, waiting to retry, or abandoned."""
-        return self.filter(
-            models.Q(status=Job.Status.PAID)
-            | models.Q(status=Job.Status.PENDING, payment_mode=PaymentMode.ON_COMPLETION)
-            | models.Q(status=Job.Status.IN_PROGRESS, claim_token__isnull=True)
-            | models.Q(status=Job.Status.IN_PROGRESS, lease_expires_at__lt=now)
-        )
-
 
 class Job(models.Model):
     class Status(models.TextChoices):
@@ -110,6 +101,16 @@ class Job(models.Model):
     @property
     def is_running(self) -> bool:
         return self.status in {self.Status.PAID, self.Status.IN_PROGRESS}
+
+    def is_claimable(self, now) -> bool:
+        """Whether a worker may take the job: paid, pay-after-delivery, retrying, abandoned."""
+        if self.status == self.Status.PAID:
+            return True
+        if self.status == self.Status.PENDING:
+            return self.payment_mode == PaymentMode.ON_COMPLETION
+        if self.status == self.Status.IN_PROGRESS:
+            return self.claim_token is None or self.lease_expires_at < now
+        return False
 
     @property
     def result_visible(self) -> bool:
