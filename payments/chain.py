@@ -113,15 +113,6 @@ def receipt(tx_hash: str):
         return None
 
 
-def transaction_chain_id(tx_hash: str) -> int | None:
-    """Return the chain id the transaction was signed for (None for pre-EIP-155 ones)."""
-    try:
-        tx = web3().eth.get_transaction(tx_hash)
-    except TransactionNotFound:
-        return None
-    return tx.get("chainId")
-
-
 def decode_log(log) -> TransferLog:
     topics = [Web3.to_hex(t) for t in log["topics"]]
     data = bytes(log["data"])
