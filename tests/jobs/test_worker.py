@@ -202,3 +202,23 @@ class Elements(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.found.append((tag, attrs))
+
+
+def test_pay_after_delivery_holds_the_result_until_the_invoice_is_paid(worker, stub, chain, client):
+    skill = SkillFactory(payment_mode="on_completion")
+    stub.script("text:# Bonjour")
+    job = order(skill)
+
+    def delivered():
+        job.refresh_from_db()
+        return job.status == Job.Status.DELIVERED
+
+    wait_for(delivered, what="the result to be delivered")
+    assert client.get(job.get_absolute_url()).context["result"] is None
+    status = client.get(reverse("jobs:status", args=[job.public_id]))
+    assert "Bonjour" not in status.content.decode()
+    pay(job, chain)
+    job.refresh_from_db()
+    assert job.status == Job.Status.COMPLETED
+    assert "Bonjour" in str(client.get(job.get_absolute_url()).context["result"].html)
+    assert kinds(job)[-3:] == ["delivered", "payment-seen", "success"]
