@@ -228,7 +228,7 @@ def _fail(job: Job, token: uuid.UUID, message: str, trace: str, task_id: str) ->
             traceback=trace if trace.strip() != "NoneType: None" else "",
             attempts=job.attempts,
         )
-        transaction.on_commit(lambda: _publish_dead_letter(dead_letter))
+        transaction.on_commit(lambda: _publish_dead_letter(dead_letter), robust=True)
     logger.warning("Job %s failed: %s", job.public_id, message)
 
 

@@ -115,7 +115,7 @@ def job_create(
             data={"amount_units": invoice.amount_units},
         )
         if job.payment_mode == PaymentMode.ON_COMPLETION:
-            transaction.on_commit(lambda: enqueue_generation(job.pk))
+            transaction.on_commit(lambda: enqueue_generation(job.pk), robust=True)
     return job
 
 
@@ -126,7 +126,7 @@ def job_mark_paid(*, job: Job) -> Job:
     if job.status != S.PENDING:
         return job
     job_transition(job=job, to=S.PAID)
-    transaction.on_commit(lambda: enqueue_generation(job.pk))
+    transaction.on_commit(lambda: enqueue_generation(job.pk), robust=True)
     return job
 
 
@@ -146,7 +146,7 @@ def job_retry(*, job: Job) -> Job:
         deliveries=0,
         error="",
     )
-    transaction.on_commit(lambda: enqueue_generation(job.pk))
+    transaction.on_commit(lambda: enqueue_generation(job.pk), robust=True)
     return job
 
 
@@ -171,7 +171,11 @@ def dead_letters_resolve(*, dead_letters) -> int:
 
 
 def enqueue_generation(job_id: int) -> None:
-    """Queue the generation task. Call after commit, so the worker sees the job."""
+    """Queue the generation task. Call after commit, so the worker sees the job.
+
+    Callers register it with on_commit(robust=True): when the broker is down the paid job is
+    already saved, the error is logged, and the reaper queues the job again later.
+    """
     from jobs.tasks import run_generation
 
     run_generation.delay(job_id)
