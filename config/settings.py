@@ -249,5 +249,8 @@ JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=60)
 OFFLINE_STREAM_SECONDS = env.float("OFFLINE_STREAM_SECONDS", default=2.0)
 # Retries wait about GENERATION_RETRY_BASE x 2^n seconds (with jitter), at most 60.
 GENERATION_RETRY_BASE = env.float("GENERATION_RETRY_BASE", default=2.0)
+# A paid job not started after this many seconds may have lost its message (a broker outage
+# at enqueue time): the reaper queues it again. Longer than any normal queue wait.
+REQUEUE_PAID_AFTER = env.int("REQUEUE_PAID_AFTER", default=300)
 # Partial output is saved at most this often while a generation streams.
 PARTIAL_SAVE_INTERVAL = env.float("PARTIAL_SAVE_INTERVAL", default=0.5)

@@ -251,7 +251,7 @@ def jobs_reap() -> int:
     from jobs.services import enqueue_generation
 
     now = timezone.now()
-    stuck = Job.objects.stuck_paid(before=now - timedelta(seconds=settings.JOB_LEASE_SECONDS))
+    stuck = Job.objects.stuck_paid(before=now - timedelta(seconds=settings.REQUEUE_PAID_AFTER))
     abandoned = Job.objects.lease_expired(now=now)
     job_ids = list(stuck.values_list("pk", flat=True)) + list(
         abandoned.values_list("pk", flat=True)

@@ -1,8 +1,10 @@
 """Celery tasks for jobs. Names are fixed strings: a contract with messages already queued."""
 
 import logging
+import random
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -12,7 +14,13 @@ def run_generation(self, job_id: int) -> None:
     """Run a paid job. The service counts attempts and deliveries in the job row itself."""
     from jobs.generation import job_generate
 
-    outcome = job_generate(job_id=job_id, task_id=self.request.id or "")
+    try:
+        outcome = job_generate(job_id=job_id, task_id=self.request.id or "")
+    except (OperationalError, InterfaceError) as error:
+        # The database is out of reach (restarting, or out of connections): the job is safe in
+        # its row, so try the message again soon rather than drop it for the reaper to find.
+        logger.warning("Job %s: database unavailable (%s); retrying", job_id, error)
+        raise self.retry(countdown=random.uniform(1, 5), exc=error) from error
     if outcome is not None:
         raise self.retry(countdown=outcome.countdown)
 

@@ -68,9 +68,11 @@ def test_a_retryable_error_asks_for_a_retry_and_releases_the_claim(stub):
 
 
 def test_reaper_requeues_paid_jobs_whose_message_was_lost(settings):
-    job = paid_job()
-    Job.objects.filter(pk=job.pk).update(paid_at=timezone.now() - timedelta(minutes=5))
-    assert jobs_reap() == 1
+    settings.REQUEUE_PAID_AFTER = 300
+    waiting, lost = paid_job(), paid_job()
+    Job.objects.filter(pk=waiting.pk).update(paid_at=timezone.now() - timedelta(seconds=60))
+    Job.objects.filter(pk=lost.pk).update(paid_at=timezone.now() - timedelta(minutes=10))
+    assert jobs_reap() == 1  # only the one waiting longer than any queue would hold it
 
 
 def test_reaper_leaves_healthy_running_jobs_alone():
