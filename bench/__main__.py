@@ -729,12 +729,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {error}\n(logs in {stack.log_dir})", file=sys.stderr)
         return 1
     finally:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # Django was never set up
-            pass
         stack.close()
         redis_flush(broker)
         if not args.keep_db:

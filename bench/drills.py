@@ -444,12 +444,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"drills: {error}\n(logs in {stack.log_dir})", file=sys.stderr)
         return 1
     finally:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # Django was never set up
-            pass
         stack.close()
         if not args.keep_db:
             database_drop(db_url)

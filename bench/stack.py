@@ -238,6 +238,13 @@ class Stack:
         self.cleanups.append(func)
 
     def close(self) -> None:
+        """Close this process's database connections, then stop every process, newest first."""
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:  # Django was never set up
+            pass
         for proc in reversed(self.procs):
             try:
                 proc.stop(timeout=8)

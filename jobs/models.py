@@ -8,9 +8,6 @@ from marketplace.models import PaymentMode, Skill
 
 
 class JobQuerySet(models.QuerySet):
-    def for_provider(self, user):
-        return self.filter(skill__agent__owner=user)
-
     def stuck_paid(self, *, before):
         """Paid jobs whose message may be lost: paid before `before`, never started."""
         return self.filter(status=Job.Status.PAID, paid_at__lt=before)
@@ -93,10 +90,6 @@ class Job(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("jobs:detail", kwargs={"public_id": self.public_id})
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL
 
     @property
     def is_running(self) -> bool:

@@ -167,11 +167,6 @@ class Skill(models.Model):
     def effective_payment_mode(self) -> str:
         return self.payment_mode or self.agent.default_payment_mode
 
-    @property
-    def starting_price(self) -> Decimal:
-        """Return the price shown in listings: the fixed price or the minimum."""
-        return self.price if self.pricing == self.Pricing.FIXED else self.min_price
-
     def quote(self, prompt: str) -> Decimal:
         """Return the price of running this skill on `prompt`."""
         return pricing.quote(

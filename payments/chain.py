@@ -100,11 +100,6 @@ def block_number() -> int:
     return web3().eth.block_number
 
 
-def block_hash(number: int) -> str | None:
-    block = web3().eth.get_block(number)
-    return Web3.to_hex(block["hash"]) if block else None
-
-
 def receipt(tx_hash: str):
     """Return the transaction's receipt, or None while the chain does not know it."""
     try:
