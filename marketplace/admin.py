@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.http import Http404
 
-from marketplace.models import Agent, Skill
+from marketplace.models import Agent, OperatorAlert, Skill
 from marketplace.permissions import is_provider
 
 
@@ -177,3 +177,24 @@ class SkillAdmin(OwnedAdmin):
         if db_field.name == "agent" and is_provider(request.user):
             kwargs["queryset"] = Agent.objects.owned_by(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(OperatorAlert)
+class OperatorAlertAdmin(admin.ModelAdmin):
+    """Operators' alerts; providers have no permission on them."""
+
+    list_display = ["kind", "message", "count", "created_at", "last_seen_at", "resolved_at"]
+    list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
+    search_fields = ["message", "key"]
+    readonly_fields = ["kind", "key", "message", "count", "created_at", "last_seen_at"]
+    actions = ["resolve"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Mark resolved")
+    def resolve(self, request, queryset):
+        from django.utils import timezone
+
+        count = queryset.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
+        self.message_user(request, f"{count} alert(s) resolved.")

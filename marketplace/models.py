@@ -176,3 +176,39 @@ class Skill(models.Model):
             min_price=self.min_price,
             tokens=pricing.estimate_tokens(prompt) + self.max_output_tokens,
         )
+
+
+class OperatorAlert(models.Model):
+    """Something an operator must see and act on: the platform's AI key refused, the signer out
+    of gas, a delivered job whose payment a reorg took back. Raised and cleared by services;
+    one row per (kind, key), so a condition that repeats counts up instead of piling up."""
+
+    class Kind(models.TextChoices):
+        AI_PLATFORM = "ai_platform", "AI provider refuses the platform's key"
+        SIGNER_GAS = "signer_gas", "Platform signer out of gas"
+        PAYMENT_REVERTED = "payment_reverted", "Payment reverted after delivery"
+        CHAIN = "chain", "Chain node trouble"
+        OTHER = "other", "Other"
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    # What the alert is about, e.g. a payment's id; empty for a platform-wide condition.
+    key = models.CharField(max_length=200, blank=True)
+    message = models.TextField()
+    count = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            # One open alert per condition.
+            models.UniqueConstraint(
+                fields=["kind", "key"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="operatoralert_open_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.message[:80]}"
