@@ -5,6 +5,7 @@ under var/, the dev chain, the offline AI backend). `.env.example` lists every v
 """
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -199,37 +200,68 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 
-# How often beat runs the periodic tasks, in seconds.
-CHAIN_SCAN_INTERVAL = env.float("CHAIN_SCAN_INTERVAL", default=3.0)
-REAPER_INTERVAL = env.float("REAPER_INTERVAL", default=30.0)
-CELERY_BEAT_SCHEDULE = {
-    "scan-transfers": {"task": "payments.scan_transfers", "schedule": CHAIN_SCAN_INTERVAL},
-    "recheck-payments": {"task": "payments.recheck_pending", "schedule": CHAIN_SCAN_INTERVAL},
-    "expire-invoices": {"task": "payments.expire_invoices", "schedule": 30.0},
-    "reap-jobs": {"task": "jobs.reap", "schedule": REAPER_INTERVAL},
-}
-
 # ------------------------------------------------------------------------------
-# Payments
+# Payments (payments/checks.py refuses unsafe combinations at start-up)
 # ------------------------------------------------------------------------------
+DEV_CHAIN_ID = 31337
 CHAIN_RPC_URL = env("CHAIN_RPC_URL", default="http://127.0.0.1:8545")
-CHAIN_ID = env.int("CHAIN_ID", default=31337)
-# Unset on the dev chain: `manage.py devchain_setup` deploys TestUSDC and records its address
-# in var/devchain.json, read here.
+CHAIN_ID = env.int("CHAIN_ID", default=DEV_CHAIN_ID)
+CHAIN_RPC_TIMEOUT = env.float("CHAIN_RPC_TIMEOUT", default=10.0)
+ON_DEV_CHAIN = DEBUG and CHAIN_ID == DEV_CHAIN_ID
+# On the dev chain `manage.py devchain_setup` deploys TestUSDC and records its address in
+# var/devchain.json, read here; anywhere else PAYMENT_TOKEN_ADDRESS is required.
 DEVCHAIN_FILE = VAR_DIR / "devchain.json"
 PAYMENT_TOKEN_ADDRESS = env("PAYMENT_TOKEN_ADDRESS", default="")
-if not PAYMENT_TOKEN_ADDRESS and DEVCHAIN_FILE.is_file():
+if not PAYMENT_TOKEN_ADDRESS and ON_DEV_CHAIN and DEVCHAIN_FILE.is_file():
     PAYMENT_TOKEN_ADDRESS = json.loads(DEVCHAIN_FILE.read_text())["token_address"]
-# Where buyers pay. The default is anvil's account #9, a public dev key.
-PAYMENT_RECIPIENT = env("PAYMENT_RECIPIENT", default="0xa0Ee7A142d267C1f36714E4a8F75612F20a79720")
-REQUIRED_CONFIRMATIONS = env.int("REQUIRED_CONFIRMATIONS", default=1)
+# Where buyers pay, and the key that signs payouts and refunds from there (its address must be
+# PAYMENT_RECIPIENT). In DEBUG both default to anvil's account #9, a public dev key; outside
+# DEBUG they have no default.
+ANVIL_ACCOUNT_9 = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"
+ANVIL_KEY_9 = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"
+PAYMENT_RECIPIENT = env("PAYMENT_RECIPIENT", default=ANVIL_ACCOUNT_9 if DEBUG else "")
+PLATFORM_SIGNER_KEY = env("PLATFORM_SIGNER_KEY", default=ANVIL_KEY_9 if DEBUG else "")
+# Blocks on top of a transfer's before it counts: 1 on the dev chain; on public chains a safe
+# default per chain (reorgs deeper than these are not seen in practice). Counted transfers are
+# followed until final: the node's "finalized" block, or FINAL_CONFIRMATIONS without one.
+CONFIRMATIONS_BY_CHAIN = {DEV_CHAIN_ID: 1, 1: 12, 8453: 10, 84532: 10, 10: 10, 42161: 10, 137: 64}
+REQUIRED_CONFIRMATIONS = env.int(
+    "REQUIRED_CONFIRMATIONS", default=CONFIRMATIONS_BY_CHAIN.get(CHAIN_ID, 12)
+)
+FINAL_CONFIRMATIONS = env.int("FINAL_CONFIRMATIONS", default=max(REQUIRED_CONFIRMATIONS, 64))
 INVOICE_TTL_MINUTES = env.int("INVOICE_TTL_MINUTES", default=30)
-# 1000 basis points = 10% to the platform, 90% to the provider.
-PLATFORM_FEE_BPS = env.int("PLATFORM_FEE_BPS", default=1000)
+# An expired, cancelled or paid invoice keeps its exact amount this long, so late money is
+# recognised as its own and sent back, never taken for another invoice's.
+INVOICE_AMOUNT_GRACE_MINUTES = env.int("INVOICE_AMOUNT_GRACE_MINUTES", default=120)
 # The watcher reads at most this many blocks per scan, so a long outage catches up in steps.
 CHAIN_SCAN_MAX_BLOCKS = env.int("CHAIN_SCAN_MAX_BLOCKS", default=2000)
+# Hashes the chain does not know yet: a few per invoice, looked up again with backoff.
+MAX_WAITING_HASHES_PER_INVOICE = env.int("MAX_WAITING_HASHES_PER_INVOICE", default=3)
+HASH_RECHECK_BASE_SECONDS = env.float("HASH_RECHECK_BASE_SECONDS", default=3.0)
+HASH_RECHECK_MAX_SECONDS = env.float("HASH_RECHECK_MAX_SECONDS", default=300.0)
+# Receipt lookups one recheck run may make at most.
+RECHECK_MAX_CALLS = env.int("RECHECK_MAX_CALLS", default=50)
 # The "Pay with dev wallet" button appears only in DEBUG on the dev chain.
-DEV_WALLET_ENABLED = DEBUG and CHAIN_ID == 31337
+DEV_WALLET_ENABLED = ON_DEV_CHAIN
+
+# ------------------------------------------------------------------------------
+# Settlement: the split, disputes, payouts, refunds
+# ------------------------------------------------------------------------------
+# 1000 basis points = 10% to the platform (plus the invoice tail), 90% to the provider.
+PLATFORM_FEE_BPS = env.int("PLATFORM_FEE_BPS", default=1000)
+# A failed job's refund leaves this many seconds after the failure: until then an operator who
+# replays the job (its failure was passing) takes the refund back.
+FAILED_REFUND_DELAY_SECONDS = env.int("FAILED_REFUND_DELAY_SECONDS", default=300)
+# A completed job may be disputed this long; the provider's share is held until then.
+DISPUTE_WINDOW_SECONDS = env.int("DISPUTE_WINDOW_SECONDS", default=86400)
+# Every this many seconds, each agent's payable balance of at least PAYOUT_MINIMUM (USDC)
+# leaves in one transfer to its payout address.
+PAYOUT_INTERVAL_SECONDS = env.int("PAYOUT_INTERVAL_SECONDS", default=3600)
+PAYOUT_MINIMUM = Decimal(env("PAYOUT_MINIMUM", default="1"))
+# A transfer that matches no invoice and is not claimed within this many hours goes back to
+# its sender, unless it is below UNMATCHED_REFUND_MINIMUM (USDC): dust stays for operators.
+UNMATCHED_REFUND_HOURS = env.int("UNMATCHED_REFUND_HOURS", default=24)
+UNMATCHED_REFUND_MINIMUM = Decimal(env("UNMATCHED_REFUND_MINIMUM", default="0.10"))
 
 # ------------------------------------------------------------------------------
 # Generation
@@ -254,3 +286,20 @@ GENERATION_RETRY_BASE = env.float("GENERATION_RETRY_BASE", default=2.0)
 REQUEUE_PAID_AFTER = env.int("REQUEUE_PAID_AFTER", default=300)
 # Partial output is saved at most this often while a generation streams.
 PARTIAL_SAVE_INTERVAL = env.float("PARTIAL_SAVE_INTERVAL", default=0.5)
+
+# ------------------------------------------------------------------------------
+# Periodic tasks (celery beat), in seconds
+# ------------------------------------------------------------------------------
+# How often beat runs the periodic tasks, in seconds.
+CHAIN_SCAN_INTERVAL = env.float("CHAIN_SCAN_INTERVAL", default=3.0)
+REAPER_INTERVAL = env.float("REAPER_INTERVAL", default=30.0)
+CELERY_BEAT_SCHEDULE = {
+    "scan-transfers": {"task": "payments.scan_transfers", "schedule": CHAIN_SCAN_INTERVAL},
+    "recheck-payments": {"task": "payments.recheck_pending", "schedule": CHAIN_SCAN_INTERVAL},
+    "advance-transfers": {"task": "payments.advance_transfers", "schedule": CHAIN_SCAN_INTERVAL},
+    "expire-invoices": {"task": "payments.expire_invoices", "schedule": 10.0},
+    "refund-unmatched": {"task": "payments.refund_unmatched", "schedule": 600.0},
+    "queue-payouts": {"task": "payments.queue_payouts", "schedule": PAYOUT_INTERVAL_SECONDS},
+    "settle-jobs": {"task": "jobs.settle", "schedule": 10.0},
+    "reap-jobs": {"task": "jobs.reap", "schedule": REAPER_INTERVAL},
+}

@@ -1,11 +1,35 @@
+from decimal import Decimal
+
+from django import forms
 from django.contrib import admin, messages
 
 from jobs import services
-from jobs.models import DeadLetter, Job, JobEvent
+from jobs.models import DeadLetter, Dispute, Job, JobEvent
 from marketplace.admin import OwnedAdmin
 from marketplace.errors import ApplicationError
+from marketplace.money import format_token, format_usdc, to_units
 from marketplace.permissions import is_provider
-from payments.money import format_usdc
+
+
+class DisputeInline(admin.StackedInline):
+    """The buyer's dispute and its reason, for the provider to see; operators decide it under
+    Disputes."""
+
+    model = Dispute
+    extra = 0
+    can_delete = False
+    fields = ["reason", "opened_at", "resolution", "refund_usdc", "note", "resolved_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="refunded (USDC)")
+    def refund_usdc(self, obj) -> str:
+        return format_token(obj.refund_units, obj.job.invoice.token_decimals)
 
 
 class JobEventInline(admin.TabularInline):
@@ -31,20 +55,19 @@ class JobAdmin(OwnedAdmin):
         "status",
         "price_usdc",
         "attempts",
-        "refund_due",
         "created_at",
     ]
     list_filter = ["status", ("skill", admin.RelatedOnlyFieldListFilter), "payment_mode"]
     search_fields = ["public_id", "prompt"]
     list_select_related = ["skill__agent"]
     date_hierarchy = "created_at"
-    inlines = [JobEventInline]
+    inlines = [DisputeInline, JobEventInline]
     actions = ["retry_jobs", "refund_jobs"]
-    raw_id_fields = ["buyer"]
+    raw_id_fields = ["buyer", "invoice"]
     # Everything on a job is written by the system; the admin reads it and acts through actions.
     readonly_fields = [
-        "public_id", "skill", "buyer", "buyer_session", "prompt", "status", "payment_mode",
-        "price_usdc", "output_text", "output_json", "partial_text", "input_tokens",
+        "public_id", "skill", "invoice", "buyer", "buyer_session", "prompt", "status",
+        "payment_mode", "price_usdc", "output_text", "output_json", "partial_text", "input_tokens",
         "output_tokens", "attempts", "deliveries", "error", "lease_expires_at", "created_at",
         "paid_at", "started_at", "delivered_at", "completed_at", "failed_at", "expired_at",
         "disputed_at", "refunded_at",
@@ -72,17 +95,16 @@ class JobAdmin(OwnedAdmin):
     def price_usdc(self, obj) -> str:
         return format_usdc(obj.price)
 
-    @admin.display(description="refund due", boolean=True)
-    def refund_due(self, obj) -> bool:
-        return obj.status == Job.Status.FAILED
-
     @admin.action(description="Retry the selected failed jobs")
     def retry_jobs(self, request, queryset):
         self._each(request, queryset, services.job_retry, "queued again")
 
-    @admin.action(description="Mark the selected jobs refunded")
+    @admin.action(description="Refund the selected completed or disputed jobs in full")
     def refund_jobs(self, request, queryset):
-        self._each(request, queryset, services.job_refund, "marked refunded")
+        def refund(*, job):
+            return services.job_refund(job=job, user=request.user)
+
+        self._each(request, queryset, refund, "refunded in full")
 
     def _each(self, request, queryset, service, done: str) -> None:
         count = 0
@@ -137,3 +159,59 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def mark_resolved(self, request, queryset):
         count = services.dead_letters_resolve(dead_letters=queryset)
         self.message_user(request, f"{count} dead letter(s) marked resolved.", messages.SUCCESS)
+
+
+class DisputeResolveForm(forms.ModelForm):
+    """An operator's decision: refund an amount (all, part or nothing), with a note."""
+
+    refund = forms.DecimalField(
+        label="Refund to the buyer (USDC)",
+        min_value=Decimal(0),
+        decimal_places=6,
+        help_text="0 upholds the job: the provider keeps its share. The most is what the "
+        "buyer paid for the job.",
+    )
+
+    class Meta:
+        model = Dispute
+        fields = ["note"]
+
+
+@admin.register(Dispute)
+class DisputeAdmin(admin.ModelAdmin):
+    """Operators resolve disputes here; providers see them on their jobs."""
+
+    form = DisputeResolveForm
+    list_display = ["job", "opened_at", "resolution", "resolved_at"]
+    list_filter = [("resolved_at", admin.EmptyFieldListFilter), "resolution"]
+    list_select_related = ["job__skill"]
+    search_fields = ["job__public_id", "reason"]
+    readonly_fields = ["job", "reason", "opened_at", "paid", "resolution", "resolved_at"]
+    fields = ["job", "reason", "opened_at", "paid", "refund", "note", "resolution", "resolved_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and (obj is None or obj.is_open)
+
+    @admin.display(description="buyer paid (USDC)")
+    def paid(self, obj) -> str:
+        invoice = obj.job.invoice
+        total = int(invoice.share_units) + int(invoice.fee_units)
+        return format_token(total, invoice.token_decimals)
+
+    def save_model(self, request, obj, form, change):
+        invoice = obj.job.invoice
+        try:
+            services.dispute_resolve(
+                dispute=obj,
+                refund_units=to_units(form.cleaned_data["refund"], invoice.token_decimals),
+                note=form.cleaned_data["note"],
+                user=request.user,
+            )
+        except ApplicationError as error:
+            self.message_user(request, error.message, messages.ERROR)

@@ -24,7 +24,8 @@ from jobs.ai.base import GenerationError, Request, RetryableGenerationError
 from jobs.models import DeadLetter, Job, JobEvent
 from jobs.output import InvalidOutput, parse_output, system_prompt
 from jobs.services import job_event, job_transition
-from marketplace.models import PaymentMode
+from jobs.settlement import job_refund_failed, job_settle
+from payments.services.invoices import invoice_lock, invoice_start_clock
 
 logger = logging.getLogger(__name__)
 TASK_NAME = "jobs.run_generation"
@@ -148,22 +149,17 @@ class _Progress:
 
 
 def _complete(job: Job, token: uuid.UUID, output, input_tokens: int, output_tokens: int) -> None:
-    from payments.models import Invoice
-
-    # A pay-after-delivery result is held for payment, unless the buyer has paid already.
-    on_completion = (
-        job.payment_mode == PaymentMode.ON_COMPLETION
-        and not Invoice.objects.filter(job=job, status=Invoice.Status.PAID).exists()
-    )
     with transaction.atomic():
-        if on_completion:
-            # The invoice runs from delivery: the buyer pays for a result that exists.
-            from payments.services import invoice_extend
-
-            invoice_extend(job=job)
+        # Lock the invoice before deciding: a payment landing now waits for this decision and
+        # then finds the job delivered, so it completes it; none is stranded in between.
+        invoice = invoice_lock(invoice_id=job.invoice_id)
+        job.invoice = invoice
+        if not invoice.is_paid:
+            # Held until paid; the invoice runs from delivery: the buyer pays for a result.
+            invoice_start_clock(invoice=invoice)
         job_transition(
             job=job,
-            to=Job.Status.DELIVERED if on_completion else Job.Status.COMPLETED,
+            to=Job.Status.COMPLETED if invoice.is_paid else Job.Status.DELIVERED,
             guard={"claim_token": token},
             message=f"{output_tokens} output tokens.",
             output_text=output.text,
@@ -175,6 +171,8 @@ def _complete(job: Job, token: uuid.UUID, output, input_tokens: int, output_toke
             claim_token=None,
             lease_expires_at=None,
         )
+        if invoice.is_paid:
+            job_settle(job=job)
 
 
 def _retry_or_fail(job: Job, token: uuid.UUID, message: str, task_id: str) -> Retry | None:
@@ -207,8 +205,10 @@ def _retry_or_fail(job: Job, token: uuid.UUID, message: str, task_id: str) -> Re
 
 
 def _fail(job: Job, token: uuid.UUID, message: str, trace: str, task_id: str) -> None:
-    """Fail the job for good: refund due, a DeadLetter row, and a message on dead_letter."""
+    """Fail the job for good: refunds of what was paid, a DeadLetter row, a dead_letter message."""
     with transaction.atomic():
+        invoice = invoice_lock(invoice_id=job.invoice_id)
+        job.invoice = invoice
         job_transition(
             job=job,
             to=Job.Status.FAILED,
@@ -219,6 +219,7 @@ def _fail(job: Job, token: uuid.UUID, message: str, trace: str, task_id: str) ->
             claim_token=None,
             lease_expires_at=None,
         )
+        job_refund_failed(job=job, invoice=invoice)
         dead_letter = DeadLetter.objects.create(
             job=job,
             task_name=TASK_NAME,
@@ -247,11 +248,12 @@ def _publish_dead_letter(dead_letter: DeadLetter) -> None:
 
 
 def jobs_reap() -> int:
-    """Queue again the jobs whose message was lost or whose worker died."""
-    from jobs.services import enqueue_generation
+    """Queue again the jobs whose message was lost or whose worker died; release held
+    results whose invoice was paid meanwhile."""
+    from jobs.services import enqueue_generation, job_mark_paid
 
     now = timezone.now()
-    stuck = Job.objects.stuck_paid(before=now - timedelta(seconds=settings.REQUEUE_PAID_AFTER))
+    stuck = Job.objects.stuck_unstarted(before=now - timedelta(seconds=settings.REQUEUE_PAID_AFTER))
     abandoned = Job.objects.lease_expired(now=now)
     job_ids = list(stuck.values_list("pk", flat=True)) + list(
         abandoned.values_list("pk", flat=True)
@@ -260,4 +262,10 @@ def jobs_reap() -> int:
         enqueue_generation(job_id)
     if job_ids:
         logger.info("Reaper queued %d job(s) again: %s", len(job_ids), job_ids)
+    for job in Job.objects.delivered_and_paid().select_related("skill__agent"):
+        with transaction.atomic():
+            job.invoice = invoice_lock(invoice_id=job.invoice_id)
+            job.refresh_from_db(fields=["status"])
+            if job.invoice.is_paid:
+                job_mark_paid(job=job)
     return len(job_ids)

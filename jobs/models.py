@@ -1,16 +1,31 @@
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
 from marketplace.models import PaymentMode, Skill
+from payments.models import Invoice
 
 
 class JobQuerySet(models.QuerySet):
-    def stuck_paid(self, *, before):
-        """Paid jobs whose message may be lost: paid before `before`, never started."""
-        return self.filter(status=Job.Status.PAID, paid_at__lt=before)
+    def stuck_unstarted(self, *, before):
+        """Jobs whose message may be lost: paid, or ordered to pay after delivery, before
+        `before`, and never started."""
+        return self.filter(
+            models.Q(status=Job.Status.PAID, paid_at__lt=before)
+            | models.Q(
+                status=Job.Status.PENDING,
+                payment_mode=PaymentMode.ON_COMPLETION,
+                started_at__isnull=True,
+                created_at__lt=before,
+            )
+        )
+
+    def delivered_and_paid(self):
+        """Held results whose invoice is paid: a payment that raced the delivery."""
+        return self.filter(status=Job.Status.DELIVERED, invoice__status=Invoice.Status.PAID)
 
     def lease_expired(self, *, now):
         """Running jobs whose worker stopped renewing its lease (it died)."""
@@ -28,14 +43,16 @@ class Job(models.Model):
         # Pay-after-delivery: the result is ready and held until the invoice is paid.
         DELIVERED = "delivered", "Delivered, awaiting payment"
         COMPLETED = "completed", "Completed"
-        # The run failed for good; the buyer is owed a refund.
-        FAILED = "failed", "Failed, refund due"
+        # The run failed for good; whatever was paid goes back to the payers.
+        FAILED = "failed", "Failed"
         EXPIRED = "expired", "Expired unpaid"
         DISPUTED = "disputed", "Disputed"
         REFUNDED = "refunded", "Refunded"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     skill = models.ForeignKey(Skill, on_delete=models.PROTECT, related_name="jobs")
+    # Its invoice's reference is the job's public id; payments knows nothing else of the job.
+    invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, related_name="job")
     buyer = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -47,7 +64,7 @@ class Job(models.Model):
     buyer_session = models.CharField(max_length=40, blank=True, db_index=True)
     prompt = models.TextField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
-    payment_mode = models.CharField(max_length=20, choices=PaymentMode.choices)
+    payment_mode = models.CharField(max_length=20, choices=PaymentMode.for_jobs())
     price = models.DecimalField("quoted price (USDC)", max_digits=18, decimal_places=6)
 
     output_text = models.TextField(blank=True)
@@ -110,6 +127,16 @@ class Job(models.Model):
         """Whether the buyer may read the result (a delivered one waits for payment)."""
         return self.status in {self.Status.COMPLETED, self.Status.DISPUTED, self.Status.REFUNDED}
 
+    @property
+    def dispute_closes_at(self):
+        if self.completed_at is None:
+            return None
+        return self.completed_at + timedelta(seconds=settings.DISPUTE_WINDOW_SECONDS)
+
+    def can_dispute(self, now) -> bool:
+        """Whether the buyer may still open a dispute: completed, within the window."""
+        return self.status == self.Status.COMPLETED and now < self.dispute_closes_at
+
 
 S = Job.Status
 # Every move a job may make. job_transition() refuses anything else.
@@ -118,8 +145,8 @@ TRANSITIONS: dict[str, set[str]] = {
     S.PAID: {S.IN_PROGRESS, S.FAILED},
     S.IN_PROGRESS: {S.COMPLETED, S.DELIVERED, S.FAILED},
     S.DELIVERED: {S.COMPLETED, S.EXPIRED},
-    S.COMPLETED: {S.DISPUTED},
-    S.FAILED: {S.PAID, S.REFUNDED},  # paid: replayed by an operator
+    S.COMPLETED: {S.DISPUTED, S.REFUNDED},  # refunded: by an operator
+    S.FAILED: {S.PAID, S.PENDING, S.REFUNDED},  # paid, pending: replayed by an operator
     S.DISPUTED: {S.REFUNDED, S.COMPLETED},
     S.EXPIRED: set(),
     S.REFUNDED: set(),
@@ -185,3 +212,33 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} {self.args} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class Dispute(models.Model):
+    """A buyer's dispute of a completed job, and an operator's decision on it."""
+
+    class Resolution(models.TextChoices):
+        REFUND_FULL = "refund_full", "Refunded in full"
+        REFUND_PART = "refund_part", "Refunded in part"
+        UPHELD = "upheld", "Upheld: the provider keeps its share"
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="dispute")
+    reason = models.TextField()
+    opened_at = models.DateTimeField(auto_now_add=True)
+    resolution = models.CharField(max_length=20, choices=Resolution.choices, blank=True)
+    refund_units = models.DecimalField(max_digits=78, decimal_places=0, default=0)
+    note = models.TextField(blank=True, help_text="Why, for the buyer and the provider.")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+
+    def __str__(self) -> str:
+        return f"Dispute of {self.job}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None

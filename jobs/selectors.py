@@ -1,20 +1,30 @@
 """Reads for job pages and the status endpoint."""
 
 from django.db.models import Prefetch
+from django.utils import timezone
 
 from jobs.models import Job, JobEvent
+from marketplace.models import PaymentMode
+from payments.models import Invoice, OnchainTransfer, Payment, Submission
 
 SESSION_KEY = "job_ids"
 MY_JOBS_LIMIT = 50
+SUBMISSION_STATUS = {
+    Submission.Status.WAITING: "pending",
+    Submission.Status.REJECTED: "rejected",
+    Submission.Status.RETIRED: "retired",
+}
 
 
 def job_get(*, public_id) -> Job:
     """Return the job with everything its page shows, in a fixed number of queries."""
     return (
-        Job.objects.select_related("skill__agent", "invoice")
+        Job.objects.select_related("skill__agent", "invoice", "dispute")
         .prefetch_related(
             Prefetch("events", queryset=JobEvent.objects.order_by("created_at", "id")),
             "invoice__payments",
+            "invoice__submissions",
+            Prefetch("invoice__refunds", queryset=OnchainTransfer.objects.order_by("created_at")),
         )
         .get(public_id=public_id)
     )
@@ -39,23 +49,174 @@ def my_jobs(request) -> list[Job]:
     return list(jobs.order_by("-created_at")[:MY_JOBS_LIMIT])
 
 
+def _units(value) -> str:
+    """Base units as a JSON string: an integer of any size, never a float."""
+    return str(int(value))
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def content_visible(job: Job) -> bool:
+    """Whether any of the answer may leave the server: only once the invoice is paid."""
+    return job.invoice.is_paid
+
+
+def invoice_payload(job: Job) -> dict:
+    """The invoice block: amounts in base units as strings, and what the pay block offers."""
+    invoice: Invoice = job.invoice
+    submissions = list(invoice.submissions.all())
+    waiting = sum(1 for s in submissions if s.status == Submission.Status.WAITING)
+    # Pay-after-delivery asks for money once the result exists, not before.
+    asks_now = job.payment_mode == PaymentMode.UPFRONT or job.status == Job.Status.DELIVERED
+    payable = bool(invoice.is_open and invoice.due_units and not waiting and asks_now)
+    return {
+        "status": invoice.status,
+        "status_label": invoice.get_status_display(),
+        "amount_units": _units(invoice.amount_units),
+        "paid_units": _units(invoice.paid_units),
+        "pending_units": _units(invoice.pending_units),
+        "due_units": _units(invoice.due_units),
+        "excess_units": _units(invoice.excess_units),
+        "late_units": _units(invoice.late_units),
+        "refunded_units": _units(invoice.refunded_units),
+        "decimals": invoice.token_decimals,
+        "token_address": invoice.token_address,
+        "chain_id": invoice.chain_id,
+        "recipient": invoice.recipient,
+        "expires_at": _iso(invoice.expires_at),
+        "payment_uri": invoice.payment_uri if payable else "",
+        # What the pay block may offer: only what is still due, never the whole amount again.
+        "payable": payable,
+        # Money on its way: transfers awaiting confirmations, or hashes not found on chain yet.
+        "on_its_way": bool(invoice.is_open and (invoice.pending_units or waiting)),
+        "waiting_hashes": waiting,
+        "reference": invoice.reference,
+    }
+
+
+def payments_payload(invoice: Invoice) -> list[dict]:
+    """Transfers counted for the invoice and the hashes submitted for it, oldest first."""
+    rows = []
+    for payment in invoice.payments.all():
+        rows.append(
+            (
+                payment.created_at,
+                {
+                    "tx_hash": payment.tx_hash,
+                    "log_index": payment.log_index,
+                    "amount_units": _units(payment.amount_units),
+                    "status": payment.status,
+                    "status_label": payment.get_status_display(),
+                    "source": payment.source,
+                    "confirmations": payment.confirmations,
+                    "reason": payment.reason,
+                    "from_address": payment.from_address,
+                    "late": payment.is_late,
+                },
+            )
+        )
+    for submission in invoice.submissions.all():
+        if submission.status == Submission.Status.ACCEPTED:
+            continue  # shown by its transfers
+        rows.append(
+            (
+                submission.created_at,
+                {
+                    "tx_hash": submission.tx_hash,
+                    "log_index": None,
+                    "amount_units": None,
+                    "status": SUBMISSION_STATUS[submission.status],
+                    "status_label": submission.get_status_display(),
+                    "source": Payment.Source.SUBMITTED,
+                    "confirmations": 0,
+                    "reason": submission.reason,
+                    "code": submission.code,
+                },
+            )
+        )
+    return [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+
+
+def refunds_payload(invoice: Invoice) -> list[dict]:
+    return [
+        {
+            "to_address": refund.to_address,
+            "amount_units": _units(refund.amount_units),
+            "status": refund.status,
+            "status_label": refund.get_status_display(),
+            "tx_hash": refund.tx_hash or None,
+            "cause": refund.cause,
+            "cause_label": refund.get_cause_display(),
+        }
+        for refund in invoice.refunds.all()
+        if refund.status != OnchainTransfer.Status.CANCELLED
+    ]
+
+
+def settlement_payload(job: Job) -> dict:
+    """Where the job's money went: the provider's share, the fee, refunds, the dispute."""
+    invoice = job.invoice
+    dispute = getattr(job, "dispute", None)
+    now = timezone.now()
+    if invoice.settled_at is None:
+        state = "unsettled"
+    elif invoice.agent_id is None:
+        state = "refunded"
+    elif invoice.released_at is None:
+        state = "held"
+    else:
+        state = "released"
+    return {
+        "state": state,
+        "settled_at": _iso(invoice.settled_at),
+        "price_units": _units(invoice.price_units),
+        "provider_share_units": _units(invoice.share_units),
+        "fee_units": _units(invoice.fee_units),
+        "held_units": _units(invoice.held_units),
+        "released_at": _iso(invoice.released_at),
+        "refunded_units": _units(invoice.refunded_units),
+        "dispute_until": _iso(job.dispute_closes_at) if job.completed_at else None,
+        "can_dispute": dispute is None and job.can_dispute(now),
+        "dispute": None
+        if dispute is None
+        else {
+            "reason": dispute.reason,
+            "opened_at": _iso(dispute.opened_at),
+            "resolution": dispute.resolution or None,
+            "resolution_label": dispute.get_resolution_display() if dispute.resolution else "",
+            "refund_units": _units(dispute.refund_units),
+            "note": dispute.note,
+        },
+    }
+
+
 def job_status_payload(job: Job) -> dict:
-    """Return the job's live state: the /jobs/<uuid>/status.json contract."""
-    invoice = getattr(job, "invoice", None)
-    payload = {
+    """Return the job's live state: the /jobs/<uuid>/status.json contract.
+
+    Amounts in base units are strings (an integer of any size survives JSON); only what the
+    buyer may see is included: no answer text until the invoice is paid.
+    """
+    visible = content_visible(job)
+    return {
         "job": {
             "id": str(job.public_id),
             "status": job.status,
             "status_label": job.get_status_display(),
+            "payment_mode": job.payment_mode,
             "attempts": job.attempts,
             "input_tokens": job.input_tokens,
             "output_tokens": job.output_tokens,
-            "partial_text": job.partial_text if job.is_running else "",
+            "partial_text": job.partial_text if job.is_running and visible else "",
             "error": job.error,
+            "started_at": _iso(job.started_at),
             "updated_at": job.updated_at.isoformat(),
         },
-        "invoice": None,
-        "payments": [],
+        "invoice": invoice_payload(job),
+        "payments": payments_payload(job.invoice),
+        "refunds": refunds_payload(job.invoice),
+        "settlement": settlement_payload(job),
         "events": [
             {
                 "kind": event.kind,
@@ -66,33 +227,3 @@ def job_status_payload(job: Job) -> dict:
             for event in job.events.all()
         ],
     }
-    if invoice is not None:
-        payload["invoice"] = {
-            "status": invoice.status,
-            "status_label": invoice.get_status_display(),
-            "amount_units": invoice.amount_units,
-            "paid_units": int(invoice.paid_units),
-            "pending_units": int(invoice.pending_units),
-            "due_units": invoice.due_units,
-            "excess_units": int(invoice.excess_units),
-            "decimals": invoice.token_decimals,
-            "token_address": invoice.token_address,
-            "chain_id": invoice.chain_id,
-            "recipient": invoice.recipient,
-            "expires_at": invoice.expires_at.isoformat().replace("+00:00", "Z"),
-            "payment_uri": invoice.payment_uri,
-        }
-        payload["payments"] = [
-            {
-                "tx_hash": payment.tx_hash,
-                "log_index": payment.log_index,
-                "amount_units": None if payment.amount_units is None else int(payment.amount_units),
-                "status": payment.status,
-                "status_label": payment.get_status_display(),
-                "source": payment.source,
-                "confirmations": payment.confirmations,
-                "reason": payment.reason,
-            }
-            for payment in invoice.payments.all()
-        ]
-    return payload

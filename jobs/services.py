@@ -1,14 +1,24 @@
-"""Writes to jobs: ordering, the one status-changing service, and the timeline."""
+"""Writes to jobs: ordering, the one status-changing service, the timeline, and what an
+invoice's news means for its job."""
+
+import uuid
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from jobs import settlement
 from jobs.errors import InvalidTransition, OrderError
-from jobs.models import TRANSITIONS, DeadLetter, Job, JobEvent
+from jobs.models import TRANSITIONS, DeadLetter, Dispute, Job, JobEvent
 from marketplace.models import PaymentMode, Skill
+from marketplace.money import format_token
+from payments.services.invoices import invoice_create, invoice_lock
+from payments.signals import InvoiceEvent
 
 MAX_PROMPT_CHARS = 20_000
+MAX_DISPUTE_CHARS = 4_000
+# Refunds are capped at what the invoice took in: "everything".
+FULL_REFUND = 2**256
 
 S = Job.Status
 # The time field each status stamps, and the timeline entry it writes.
@@ -23,6 +33,7 @@ STAMPS = {
     S.REFUNDED: "refunded_at",
 }
 EVENTS = {
+    S.PENDING: JobEvent.Kind.RETRYING,
     S.PAID: JobEvent.Kind.PAID,
     S.IN_PROGRESS: JobEvent.Kind.PROCESSING,
     S.DELIVERED: JobEvent.Kind.DELIVERED,
@@ -86,10 +97,12 @@ def job_create(
     prompt: str,
     buyer: AbstractBaseUser | None = None,
     buyer_session: str = "",
+    payment_mode: str = "",
 ) -> Job:
-    """Order `skill` on `prompt`: create the job and its invoice in one transaction."""
-    from payments.services import invoice_create
+    """Order `skill` on `prompt`: create the job and its invoice in one transaction.
 
+    `payment_mode` is the buyer's pick where the skill lets the buyer choose.
+    """
     prompt = prompt.strip()
     if not prompt:
         raise OrderError("Write what you want the agent to do.")
@@ -97,32 +110,71 @@ def job_create(
         raise OrderError(f"Keep the input under {MAX_PROMPT_CHARS:,} characters.")
     if not (skill.is_active and skill.agent.is_active):
         raise OrderError("This skill is not available right now.")
+    mode = skill.effective_payment_mode
+    if mode == PaymentMode.BUYER_CHOICE:
+        if payment_mode not in (PaymentMode.UPFRONT, PaymentMode.ON_COMPLETION):
+            raise OrderError("Choose when to pay: before the run, or after delivery.")
+        mode = payment_mode
     price = skill.quote(prompt)
+    public_id = uuid.uuid4()
     with transaction.atomic():
+        # A pay-after-delivery invoice has no deadline until the result exists.
+        invoice = invoice_create(
+            reference=str(public_id), price=price, start_clock=mode == PaymentMode.UPFRONT
+        )
         job = Job.objects.create(
+            public_id=public_id,
             skill=skill,
+            invoice=invoice,
             buyer=buyer if buyer and buyer.is_authenticated else None,
             buyer_session=buyer_session,
             prompt=prompt,
             price=price,
-            payment_mode=skill.effective_payment_mode,
+            payment_mode=mode,
         )
-        invoice = invoice_create(job=job, price=price)
         job_event(
             job=job,
             kind=JobEvent.Kind.PAYMENT_REQUIRED,
-            message=f"Pay {invoice.amount} USDC to run this job.",
-            data={"amount_units": invoice.amount_units},
+            message=f"Pay {format_token(invoice.amount_units, invoice.token_decimals)} USDC "
+            + ("to run this job." if mode == PaymentMode.UPFRONT else "once the result is ready."),
+            data={"amount_units": str(invoice.amount_units)},
         )
-        if job.payment_mode == PaymentMode.ON_COMPLETION:
+        if mode == PaymentMode.ON_COMPLETION:
             transaction.on_commit(lambda: enqueue_generation(job.pk), robust=True)
     return job
 
 
+# ------------------------------------------------------------------------------
+# What an invoice's news means for its job (payments.signals.invoice_event)
+# ------------------------------------------------------------------------------
+
+
+def job_on_invoice_event(*, job: Job, kind: str, message: str, payment=None) -> None:
+    """React to the job's invoice; called inside the transaction that changed the invoice."""
+    if kind == InvoiceEvent.PAYMENT_SEEN:
+        job_event(
+            job=job,
+            kind=JobEvent.Kind.PAYMENT_SEEN,
+            message=message,
+            data={"tx_hash": payment.tx_hash, "amount_units": str(payment.amount_units)},
+        )
+    elif kind == InvoiceEvent.PAID:
+        job_mark_paid(job=job)
+    elif kind == InvoiceEvent.EXPIRED:
+        if job.status in (S.PENDING, S.DELIVERED):
+            job_transition(job=job, to=S.EXPIRED, message="The invoice expired unpaid.")
+    elif kind == InvoiceEvent.UNPAID:
+        settlement.job_payment_taken_back(job=job, message=message)
+    elif kind in (InvoiceEvent.PAID_LATE, InvoiceEvent.REFUNDED, InvoiceEvent.PAYMENT_REVERTED):
+        job_event(job=job, kind=JobEvent.Kind.PAYMENT_SEEN, message=message)
+
+
 def job_mark_paid(*, job: Job) -> Job:
-    """Record that the job's invoice is paid, and queue the run (or complete a delivery)."""
+    """The invoice is paid: queue the run, or release a result that was held for payment."""
     if job.status == S.DELIVERED:
-        return job_transition(job=job, to=S.COMPLETED, message="Paid; the result is released.")
+        job_transition(job=job, to=S.COMPLETED, message="Paid; the result is released.")
+        settlement.job_settle(job=job)
+        return job
     if job.status != S.PENDING:
         return job
     job_transition(job=job, to=S.PAID)
@@ -130,29 +182,33 @@ def job_mark_paid(*, job: Job) -> Job:
     return job
 
 
-def job_expire(*, job: Job) -> Job:
-    """Expire a job whose invoice went unpaid."""
-    return job_transition(job=job, to=S.EXPIRED, message="The invoice expired unpaid.")
+# ------------------------------------------------------------------------------
+# Operators: retry and replay
+# ------------------------------------------------------------------------------
 
 
 def job_retry(*, job: Job) -> Job:
-    """Run a failed job again (an operator's retry or a dead letter's replay)."""
-    job_transition(
-        job=job,
-        to=S.PAID,
-        event=JobEvent.Kind.RETRYING,
-        message="Queued again by an operator.",
-        attempts=0,
-        deliveries=0,
-        error="",
-    )
-    transaction.on_commit(lambda: enqueue_generation(job.pk), robust=True)
+    """Run a failed job again (an operator's retry or a dead letter's replay).
+
+    Refunds of it that have not left are taken back; once one has been signed, the money is
+    on its way to the buyer and the job cannot run again.
+    """
+    if job.status != S.FAILED:
+        raise InvalidTransition("Only a failed job can run again.")
+    with transaction.atomic():
+        invoice = invoice_lock(invoice_id=job.invoice_id)
+        settlement.job_unrefund(job=job, invoice=invoice)
+        job_transition(
+            job=job,
+            to=S.PAID if invoice.is_paid else S.PENDING,
+            event=JobEvent.Kind.RETRYING,
+            message="Queued again by an operator.",
+            attempts=0,
+            deliveries=0,
+            error="",
+        )
+        transaction.on_commit(lambda: enqueue_generation(job.pk), robust=True)
     return job
-
-
-def job_refund(*, job: Job) -> Job:
-    """Record that the buyer of a failed or disputed job was refunded."""
-    return job_transition(job=job, to=S.REFUNDED, message=f"{job.price} USDC refunded.")
 
 
 def dead_letter_replay(*, dead_letter: DeadLetter) -> DeadLetter:
@@ -168,6 +224,83 @@ def dead_letter_replay(*, dead_letter: DeadLetter) -> DeadLetter:
 
 def dead_letters_resolve(*, dead_letters) -> int:
     return dead_letters.filter(resolved_at__isnull=True).update(resolved_at=timezone.now())
+
+
+# ------------------------------------------------------------------------------
+# Disputes
+# ------------------------------------------------------------------------------
+
+
+def dispute_open(*, job: Job, reason: str) -> Dispute:
+    """Open the buyer's dispute of a completed job while its window is open."""
+    reason = reason.strip()
+    if not reason:
+        raise OrderError("Say what is wrong with the result.", code="reason_required")
+    if len(reason) > MAX_DISPUTE_CHARS:
+        raise OrderError(f"Keep the reason under {MAX_DISPUTE_CHARS:,} characters.")
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.status == S.DISPUTED or Dispute.objects.filter(job=job).exists():
+            raise InvalidTransition("This job has been disputed already.", code="already_disputed")
+        if not job.can_dispute(timezone.now()):
+            raise InvalidTransition(
+                "This job can no longer be disputed: disputes are open for completed jobs, "
+                "until the window after completion closes.",
+                code="dispute_closed",
+            )
+        job_transition(job=job, to=S.DISPUTED, message=reason[:500])
+        return Dispute.objects.create(job=job, reason=reason)
+
+
+def dispute_resolve(*, dispute: Dispute, refund_units: int, note: str, user) -> Dispute:
+    """Decide a dispute: refund `refund_units` (all of it, part, or none: upheld)."""
+    with transaction.atomic():
+        dispute = Dispute.objects.select_for_update().select_related("job").get(pk=dispute.pk)
+        if not dispute.is_open:
+            raise InvalidTransition("This dispute is already resolved.")
+        job = dispute.job
+        invoice = invoice_lock(invoice_id=job.invoice_id)
+        refunded = settlement.dispute_settle(job=job, invoice=invoice, refund_units=refund_units)
+        full = int(invoice.share_units) + int(invoice.fee_units)
+        dispute.refund_units = refunded
+        dispute.resolution = (
+            Dispute.Resolution.UPHELD
+            if not refunded
+            else Dispute.Resolution.REFUND_FULL
+            if refunded >= full
+            else Dispute.Resolution.REFUND_PART
+        )
+        dispute.note, dispute.resolved_by, dispute.resolved_at = note, user, timezone.now()
+        dispute.save()
+        amount = format_token(refunded, invoice.token_decimals)
+        if refunded:
+            job_transition(job=job, to=S.REFUNDED, message=f"{amount} USDC refunded. {note}")
+        else:
+            job_transition(job=job, to=S.COMPLETED, message=f"Dispute closed: upheld. {note}")
+    return dispute
+
+
+def job_refund(*, job: Job, user, note: str = "") -> Job:
+    """Refund a completed or disputed job's buyer in full (an operator's decision).
+
+    A failed job needs none of this: what was paid for it goes back by itself.
+    """
+    note = note or "Refunded in full by an operator."
+    if job.status == S.DISPUTED:
+        dispute_resolve(dispute=job.dispute, refund_units=FULL_REFUND, note=note, user=user)
+        job.refresh_from_db()
+        return job
+    if job.status != S.COMPLETED:
+        raise InvalidTransition(
+            "Only a completed or disputed job is refunded by an operator; a failed job's "
+            "payment goes back to its payers by itself."
+        )
+    with transaction.atomic():
+        invoice = invoice_lock(invoice_id=job.invoice_id)
+        refunded = settlement.dispute_settle(job=job, invoice=invoice, refund_units=FULL_REFUND)
+        amount = format_token(refunded, invoice.token_decimals)
+        job_transition(job=job, to=S.REFUNDED, message=f"{amount} USDC refunded. {note}")
+    return job
 
 
 def enqueue_generation(job_id: int) -> None:

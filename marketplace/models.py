@@ -19,6 +19,13 @@ class PaymentMode(models.TextChoices):
     UPFRONT = "upfront", "Pay before the run"
     # The job runs first; its result is held until the buyer pays.
     ON_COMPLETION = "on_completion", "Pay after delivery"
+    # The buyer picks one of the two when ordering.
+    BUYER_CHOICE = "buyer_choice", "Buyer chooses"
+
+    @classmethod
+    def for_jobs(cls) -> list[tuple[str, str]]:
+        """The modes a job runs in (a buyer's choice is one of these)."""
+        return [(cls.UPFRONT, cls.UPFRONT.label), (cls.ON_COMPLETION, cls.ON_COMPLETION.label)]
 
 
 class AgentQuerySet(models.QuerySet):

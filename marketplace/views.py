@@ -1,12 +1,8 @@
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 
-from jobs.errors import OrderError
-from jobs.selectors import remember_job
-from jobs.services import job_create
 from marketplace import selectors
-from marketplace.errors import ApplicationError
-from marketplace.forms import OrderForm, SearchForm
+from marketplace.forms import SearchForm
 from marketplace.models import Agent, Skill
 
 
@@ -35,31 +31,3 @@ def agent_detail(request, agent_slug: str):
         raise Http404("No such agent.") from None
     skills = selectors.skill_list(agent=agent)
     return render(request, "marketplace/agent.html", {"agent": agent, "skills": skills})
-
-
-def skill_detail(request, agent_slug: str, skill_slug: str):
-    """Show a skill and its order form; a valid order creates the job and goes to its page."""
-    try:
-        skill = selectors.skill_get(agent_slug=agent_slug, skill_slug=skill_slug)
-    except Skill.DoesNotExist:
-        raise Http404("No such skill.") from None
-    form = OrderForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        if not request.session.session_key:
-            request.session.save()
-        try:
-            job = job_create(
-                skill=skill,
-                prompt=form.cleaned_data["prompt"],
-                buyer=request.user,
-                buyer_session=request.session.session_key,
-            )
-        except OrderError as error:
-            form.add_error("prompt", error.message)
-        except ApplicationError as error:
-            form.add_error(None, error.message)
-        else:
-            remember_job(request, job)
-            return redirect(job)
-    status = 400 if form.errors else 200
-    return render(request, "marketplace/skill.html", {"skill": skill, "form": form}, status=status)

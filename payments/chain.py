@@ -1,11 +1,16 @@
-"""The one web3 client: the chain's id and head, the token's decimals, receipts and Transfer logs.
+"""The one web3 client: the chain's id, head and finality, the token, receipts, Transfer logs,
+and sending signed transactions.
 
-Every function reads settings at call time, so a test (or a management command) may point Vendo
-at another node by changing CHAIN_RPC_URL and PAYMENT_TOKEN_ADDRESS.
+Every node error reaches the rest of Vendo as the one ChainError (or RangeRefused, for an
+eth_getLogs range the node will not serve), so services handle a node that is down, slow or
+odd in one place. Every function reads settings at call time, so a test (or a management
+command) may point Vendo at another node by changing CHAIN_RPC_URL and PAYMENT_TOKEN_ADDRESS.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from datetime import UTC, datetime
+from functools import cache, wraps
 
 from django.conf import settings
 from web3 import HTTPProvider, Web3
@@ -15,21 +20,67 @@ from marketplace.errors import ApplicationError
 
 # keccak("Transfer(address,address,uint256)"): topic 0 of every ERC-20 (and ERC-721) Transfer.
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
-DECIMALS_ABI = [
+ERC20_ABI = [
     {
         "name": "decimals",
         "type": "function",
         "stateMutability": "view",
         "inputs": [],
         "outputs": [{"name": "", "type": "uint8"}],
-    }
+    },
+    {
+        "name": "balanceOf",
+        "type": "function",
+        "stateMutability": "view",
+        "inputs": [{"name": "owner", "type": "address"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+    {
+        "name": "transfer",
+        "type": "function",
+        "stateMutability": "nonpayable",
+        "inputs": [{"name": "to", "type": "address"}, {"name": "value", "type": "uint256"}],
+        "outputs": [{"name": "", "type": "bool"}],
+    },
 ]
+# What nodes say when an eth_getLogs range is too wide (geth, erigon, Alchemy, Infura...).
+RANGE_REFUSALS = (
+    "range",
+    "too many",
+    "limit exceeded",
+    "query returned more than",
+    "response size",
+    "exceed",
+)
+SMALLEST_TAIL_DECIMALS = 6
 
 
 class ChainError(ApplicationError):
-    """The node is unreachable or is not the configured chain."""
+    """The node is unreachable, refused a call, or is not the configured chain."""
 
     code = "chain_unavailable"
+
+
+class RangeRefused(ChainError):
+    """The node refused an eth_getLogs range as too wide: read fewer blocks at a time."""
+
+
+def _node_call(function: Callable) -> Callable:
+    """Turn any error of the node or the network into ChainError."""
+
+    @wraps(function)
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except ChainError:
+            raise
+        except Exception as error:  # requests', web3's and the node's own errors alike
+            raise ChainError(
+                f"The chain node did not answer {function.__name__} ({type(error).__name__}: "
+                f"{str(error)[:200]})."
+            ) from error
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -41,16 +92,22 @@ class TransferLog:
     address: str  # the contract that emitted it
     block_number: int
     block_hash: str
+    block_time: datetime | None
     is_transfer: bool  # topic 0 is Transfer, 3 topics, one 32-byte word of data
     looks_like_transfer: bool  # topic 0 is Transfer, whatever its shape
     from_address: str = ""
     to_address: str = ""
     amount_units: int = 0
 
+    @property
+    def content(self) -> tuple:
+        """What identifies the transfer whatever block or position it lands in."""
+        return (self.address, self.from_address, self.to_address, self.amount_units)
+
 
 @cache
 def _web3(url: str) -> Web3:
-    return Web3(HTTPProvider(url, request_kwargs={"timeout": 10}))
+    return Web3(HTTPProvider(url, request_kwargs={"timeout": settings.CHAIN_RPC_TIMEOUT}))
 
 
 def web3() -> Web3:
@@ -64,10 +121,7 @@ def _chain_id(url: str) -> int:
 
 def chain_id() -> int:
     """Return the node's chain id, refusing a node that is not the configured chain."""
-    try:
-        found = _chain_id(settings.CHAIN_RPC_URL)
-    except Exception as error:  # requests' and web3's own errors alike
-        raise ChainError("Payments are unavailable: the chain node cannot be reached.") from error
+    found = _node_call(_chain_id)(settings.CHAIN_RPC_URL)
     if found != settings.CHAIN_ID:
         raise ChainError(
             f"The node is chain {found}, not the configured chain {settings.CHAIN_ID}."
@@ -81,25 +135,85 @@ def token_address() -> str:
     return Web3.to_checksum_address(settings.PAYMENT_TOKEN_ADDRESS)
 
 
+def recipient() -> str:
+    return Web3.to_checksum_address(settings.PAYMENT_RECIPIENT)
+
+
+def _token(url: str, address: str):
+    return _web3(url).eth.contract(address=address, abi=ERC20_ABI)
+
+
 @cache
 def _decimals(url: str, address: str) -> int:
-    return _web3(url).eth.contract(address=address, abi=DECIMALS_ABI).functions.decimals().call()
+    return _token(url, address).functions.decimals().call()
 
 
 def token_decimals() -> int:
-    """Return the token's decimals, read from the contract once per process."""
-    try:
-        return _decimals(settings.CHAIN_RPC_URL, token_address())
-    except ChainError:
-        raise
-    except Exception as error:
-        raise ChainError(f"Cannot read decimals() of the token {token_address()}.") from error
+    """Return the token's decimals, read from the contract once per process.
+
+    An invoice's unique tail sits in the sixth decimal place whatever the token's precision
+    (scaled up for an 18-decimal token), so a token with fewer than six cannot carry one.
+    """
+    decimals = _node_call(_decimals)(settings.CHAIN_RPC_URL, token_address())
+    if decimals < SMALLEST_TAIL_DECIMALS:
+        raise ChainError(
+            f"The token {token_address()} has {decimals} decimals; Vendo needs at least "
+            f"{SMALLEST_TAIL_DECIMALS} to tell invoices apart."
+        )
+    return decimals
 
 
+@_node_call
+def token_balance(address: str, *, block: int | str = "latest") -> int:
+    return (
+        _token(settings.CHAIN_RPC_URL, token_address())
+        .functions.balanceOf(Web3.to_checksum_address(address))
+        .call(block_identifier=block)
+    )
+
+
+@_node_call
+def native_balance(address: str) -> int:
+    return web3().eth.get_balance(Web3.to_checksum_address(address))
+
+
+@_node_call
 def block_number() -> int:
     return web3().eth.block_number
 
 
+@_node_call
+def finalized_block() -> int | None:
+    """Return the node's finalized block number, or None if it has no such tag."""
+    try:
+        return web3().eth.get_block("finalized")["number"]
+    except ValueError:  # the node answered with an error: it knows no "finalized"
+        return None
+
+
+@_node_call
+def block_hash(number: int) -> str | None:
+    """Return the hash of the canonical block at `number`, or None past the head."""
+    try:
+        return Web3.to_hex(web3().eth.get_block(number)["hash"])
+    except Exception as error:
+        if "not found" in str(error).lower():
+            return None
+        raise
+
+
+@cache
+def _block_time(url: str, block_hash_hex: str) -> datetime:
+    timestamp = _web3(url).eth.get_block(block_hash_hex)["timestamp"]
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def block_time(block_hash_hex: str) -> datetime:
+    """Return when the block was mined (its header's timestamp); blocks never change."""
+    return _node_call(_block_time)(settings.CHAIN_RPC_URL, block_hash_hex)
+
+
+@_node_call
 def receipt(tx_hash: str):
     """Return the transaction's receipt, or None while the chain does not know it."""
     try:
@@ -108,16 +222,27 @@ def receipt(tx_hash: str):
         return None
 
 
+def _timestamp(log) -> datetime | None:
+    # Newer nodes (anvil, geth 1.14+) put the block's timestamp in every log.
+    value = log.get("blockTimestamp")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = int(value, 16)
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
 def decode_log(log) -> TransferLog:
     topics = [Web3.to_hex(t) for t in log["topics"]]
     data = bytes(log["data"])
     looks = bool(topics) and topics[0] == TRANSFER_TOPIC
     common = {
-        "tx_hash": Web3.to_hex(log["transactionHash"]),
+        "tx_hash": Web3.to_hex(log["transactionHash"]).lower(),
         "log_index": log["logIndex"],
         "address": Web3.to_checksum_address(log["address"]),
         "block_number": log["blockNumber"],
         "block_hash": Web3.to_hex(log["blockHash"]),
+        "block_time": _timestamp(log),
         "looks_like_transfer": looks,
     }
     if not (looks and len(topics) == 3 and len(data) == 32):
@@ -131,15 +256,70 @@ def decode_log(log) -> TransferLog:
     )
 
 
+def with_block_time(log: TransferLog) -> TransferLog:
+    """Return the log with its block's timestamp, read from the node if the log lacks it."""
+    if log.block_time is not None:
+        return log
+    from dataclasses import replace
+
+    return replace(log, block_time=block_time(log.block_hash))
+
+
 def transfer_logs(*, to: str, from_block: int, to_block: int) -> list[TransferLog]:
     """Return the token's Transfer logs to `to` between the two blocks, inclusive."""
     recipient_topic = "0x" + "0" * 24 + to.lower()[2:]
-    logs = web3().eth.get_logs(
-        {
-            "address": token_address(),
-            "topics": [TRANSFER_TOPIC, None, recipient_topic],
-            "fromBlock": from_block,
-            "toBlock": to_block,
-        }
-    )
+    query = {
+        "address": token_address(),
+        "topics": [TRANSFER_TOPIC, None, recipient_topic],
+        "fromBlock": from_block,
+        "toBlock": to_block,
+    }
+    try:
+        logs = web3().eth.get_logs(query)
+    except Exception as error:
+        text = str(error).lower()
+        if to_block > from_block and any(word in text for word in RANGE_REFUSALS):
+            raise RangeRefused(f"The node refused blocks {from_block}-{to_block}.") from error
+        raise ChainError(f"The chain node did not answer eth_getLogs ({error}).") from error
     return [decode_log(log) for log in logs]
+
+
+# ------------------------------------------------------------------------------
+# Sending: the platform signer's transactions
+# ------------------------------------------------------------------------------
+
+
+@_node_call
+def pending_nonce(address: str) -> int:
+    return web3().eth.get_transaction_count(Web3.to_checksum_address(address), "pending")
+
+
+@_node_call
+def mined_nonce(address: str) -> int:
+    return web3().eth.get_transaction_count(Web3.to_checksum_address(address), "latest")
+
+
+@_node_call
+def fees() -> tuple[int, int]:
+    """Return (max fee per gas, priority fee) in wei: twice the base fee plus the tip."""
+    latest = web3().eth.get_block("latest")
+    base = latest.get("baseFeePerGas") or web3().eth.gas_price
+    try:
+        tip = web3().eth.max_priority_fee
+    except Exception:  # a node without eth_maxPriorityFeePerGas
+        tip = 10**9
+    return 2 * base + tip, tip
+
+
+def transfer_call_data(to: str, amount_units: int) -> str:
+    """Return the calldata of transfer(to, amount)."""
+    contract = _token(settings.CHAIN_RPC_URL, token_address())
+    return contract.encode_abi("transfer", args=[Web3.to_checksum_address(to), amount_units])
+
+
+def send_raw(raw_tx: str) -> str:
+    """Broadcast signed bytes; return the hash. "Already known" is success: it is ours."""
+    try:
+        return Web3.to_hex(web3().eth.send_raw_transaction(raw_tx))
+    except Exception as error:
+        raise ChainError(f"The node refused the transaction: {str(error)[:300]}") from error

@@ -1,39 +1,94 @@
-"""Celery tasks for payments, run by beat. Names are fixed strings."""
+"""Celery tasks for payments. Names are fixed strings: a contract with messages already queued.
+
+Periodic chain work runs from beat. When the node is out of reach a task logs one warning and
+backs off: later runs are skipped, for twice as long each time, until a run gets through.
+"""
 
 import logging
+import random
+import time
 
 from celery import shared_task
+from django.core.cache import cache
+from django.db import InterfaceError, OperationalError
 
 from payments.chain import ChainError
 
 logger = logging.getLogger(__name__)
+BACKOFF_MAX_SECONDS = 300
+
+
+def _with_backoff(name: str, service) -> int:
+    """Run a periodic chain job unless it is backing off; back off further if the node fails."""
+    key = f"chain-backoff:{name}"
+    state = cache.get(key)
+    if state and time.time() < state["until"]:
+        return 0
+    try:
+        result = service()
+    except ChainError as error:
+        seconds = min((state or {}).get("seconds", 1) * 2, BACKOFF_MAX_SECONDS)
+        cache.set(key, {"seconds": seconds, "until": time.time() + seconds}, timeout=None)
+        logger.warning("%s: the chain node failed (%s); next try in %d s.", name, error, seconds)
+        return 0
+    if state:
+        cache.delete(key)
+        logger.info("%s: the chain node answers again.", name)
+    return result
 
 
 @shared_task(name="payments.scan_transfers")
 def scan_transfers() -> int:
-    from payments.services import payments_scan
+    from payments.services.watcher import payments_scan
 
-    return _while_chain_answers(payments_scan)
+    return _with_backoff("scan", payments_scan)
 
 
 @shared_task(name="payments.recheck_pending")
 def recheck_pending() -> int:
-    from payments.services import payments_recheck
+    from payments.services.watcher import payments_recheck
 
-    return _while_chain_answers(payments_recheck)
+    return _with_backoff("recheck", payments_recheck)
 
 
 @shared_task(name="payments.expire_invoices")
 def expire_invoices() -> int:
-    from payments.services import invoices_expire
+    from payments.services.watcher import invoices_expire
 
-    return invoices_expire()
+    return _with_backoff("expire", invoices_expire)
 
 
-def _while_chain_answers(service) -> int:
-    """Run a periodic chain read; a node that is down is a warning, retried next period."""
+@shared_task(name="payments.advance_transfers")
+def advance_transfers() -> int:
+    from payments.services.transfers import transfers_advance
+
+    return _with_backoff("transfers", transfers_advance)
+
+
+@shared_task(name="payments.refund_unmatched")
+def refund_unmatched() -> int:
+    from payments.services.settlement import unmatched_refund_due
+
+    return unmatched_refund_due()
+
+
+@shared_task(name="payments.queue_payouts")
+def queue_payouts() -> int:
+    from payments.services.settlement import payouts_queue
+
+    return _with_backoff("payouts", payouts_queue)
+
+
+@shared_task(bind=True, name="payments.send_transfer", max_retries=None)
+def send_transfer(self, transfer_id: int) -> str:
+    """Sign (once) and broadcast one outgoing transfer; beat's advance_transfers retries."""
+    from payments.services.transfers import transfer_send
+
     try:
-        return service()
+        return transfer_send(transfer_id=transfer_id)
     except ChainError as error:
-        logger.warning("%s skipped: %s", service.__name__, error.message)
-        return 0
+        # The transfer is safe in its row (signed or not): advance_transfers picks it up.
+        logger.warning("Transfer %s waits for the chain node: %s", transfer_id, error)
+        return "waiting"
+    except (OperationalError, InterfaceError) as error:
+        raise self.retry(countdown=random.uniform(1, 5), exc=error) from error

@@ -37,7 +37,7 @@ class Chain:
     def transfer(self, amount_units: int, *, buyer: int = 0, to: str | None = None, token=None):
         """Send TestUSDC from a funded buyer; return the tx hash."""
         return devchain.transfer(
-            self.w3, token or self.token, to or self.recipient, amount_units, BUYERS[buyer][1]
+            self.w3, token or self.token, to or self.recipient, int(amount_units), BUYERS[buyer][1]
         )
 
     def mine(self, blocks: int = 1) -> None:
@@ -117,6 +117,8 @@ WORKER_ENV = {
     "PARTIAL_SAVE_INTERVAL": "0.2",
     "GENERATION_TIMEOUT": "20",
     "ANTHROPIC_MAX_RETRIES": "0",
+    # A failed job's refund waits longer than a test, so a replay can take it back.
+    "FAILED_REFUND_DELAY_SECONDS": "600",
 }
 
 
@@ -211,3 +213,40 @@ def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.1, what: s
             return value
         time.sleep(interval)
     pytest.fail(f"Timed out waiting for {what}")
+
+
+# ------------------------------------------------------------------------------
+# Paying on the test chain
+# ------------------------------------------------------------------------------
+
+
+def submit(job, tx_hash: str, signature: str = ""):
+    """Submit a transaction hash for the job's invoice, as the pay form does."""
+    from payments.services.submissions import payment_submit
+
+    job.refresh_from_db()
+    return payment_submit(invoice=job.invoice, tx_hash=tx_hash, signature=signature)
+
+
+def sign_claim(private_key: str, tx_hash: str, job) -> str:
+    """The sender's EIP-191 signature claiming `tx_hash` for `job`."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    text = f"Vendo: transaction {tx_hash.lower()} pays job {job.public_id}"
+    return Account.sign_message(encode_defunct(text=text), private_key).signature.to_0x_hex()
+
+
+def pay(job, chain, *, buyer: int = 0, amount_units: int | None = None):
+    """Pay the job's invoice on chain (its amount due by default) and submit the hash."""
+    job.refresh_from_db()
+    amount = job.invoice.due_units if amount_units is None else amount_units
+    submission = submit(job, chain.transfer(amount, buyer=buyer))
+    job.refresh_from_db()
+    return submission
+
+
+def reload(job):
+    job.refresh_from_db()
+    job.invoice.refresh_from_db()
+    return job

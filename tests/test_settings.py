@@ -38,19 +38,81 @@ def output(result: subprocess.CompletedProcess) -> str:
     return result.stdout + result.stderr
 
 
+BASE_USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+DEV_RECIPIENT = "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"  # anvil #9: its key is public
+DEV_KEY = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"
+
+
+def production(**changes: str) -> dict:
+    """A production environment on Base with the platform's own key, changed by `changes`."""
+    from eth_account import Account
+
+    account = Account.create()
+    env = {
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(45),
+        "ALLOWED_HOSTS": "vendo.example.com",
+        "CHAIN_ID": "8453",
+        "PAYMENT_TOKEN_ADDRESS": BASE_USDC,
+        "PAYMENT_RECIPIENT": account.address,
+        "PLATFORM_SIGNER_KEY": account.key.to_0x_hex(),
+        "AI_BACKEND": "anthropic",
+        "ANTHROPIC_API_KEY": "sk-test",
+    }
+    env.update(changes)
+    return {name: value for name, value in env.items() if value is not None}
+
+
+def deploy_check(**env: str) -> subprocess.CompletedProcess:
+    return manage("check", "--deploy", "--fail-level", "WARNING", **env)
+
+
 def test_production_settings_pass_the_deploy_checks():
-    result = manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(45),
-        ALLOWED_HOSTS="vendo.example.com",
-    )
+    result = deploy_check(**production())
 
     assert result.returncode == 0, output(result)
     assert "no issues" in output(result)
+
+
+def test_deploy_check_fails_with_the_dev_recipient_on_base():
+    result = deploy_check(
+        **production(PAYMENT_RECIPIENT=DEV_RECIPIENT, PLATFORM_SIGNER_KEY=DEV_KEY)
+    )
+
+    assert result.returncode != 0
+    assert "payments.E002" in output(result)
+    assert "payments.E004" in output(result)
+
+
+def test_production_has_no_default_recipient():
+    result = deploy_check(**production(PAYMENT_RECIPIENT=None))
+
+    assert result.returncode != 0
+    assert "payments.E001" in output(result)
+
+
+def test_a_signer_that_is_not_the_recipient_is_refused():
+    result = deploy_check(**production(PLATFORM_SIGNER_KEY="0x" + "11" * 32))
+
+    assert result.returncode != 0
+    assert "payments.E005" in output(result)
+
+
+def test_deploy_check_fails_on_base_with_the_dev_token_file_and_no_token_address(tmp_path):
+    devchain_file = ROOT / "var" / "devchain.json"
+    kept = devchain_file.read_text() if devchain_file.is_file() else None
+    devchain_file.parent.mkdir(exist_ok=True)
+    devchain_file.write_text('{"token_address": "0x5FbDB2315678afecb367f032d93F642f64180aa3"}')
+    try:
+        result = deploy_check(**production(PAYMENT_TOKEN_ADDRESS=None))
+    finally:
+        if kept is None:
+            devchain_file.unlink()
+        else:
+            devchain_file.write_text(kept)
+
+    assert result.returncode != 0
+    assert "payments.E006" in output(result)
 
 
 def test_production_without_secret_key_refuses_to_start():

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from django import template
 
-from payments.money import format_usdc
+from marketplace.money import format_token, format_usdc
 
 register = template.Library()
 
@@ -22,3 +22,11 @@ def duration(seconds) -> str:
     if seconds < 90:
         return f"~{seconds} s"
     return f"~{round(seconds / 60)} min"
+
+
+@register.filter
+def token(units, decimals) -> str:
+    """Format an exact on-chain amount (base units) with all of the token's decimals."""
+    if units is None or units == "":
+        return ""
+    return format_token(int(units), int(decimals))

@@ -9,15 +9,23 @@ from django.utils import timezone
 from jobs.generation import job_claim, job_generate, jobs_reap
 from jobs.models import DeadLetter, Job
 from jobs.output import InvalidOutput, extract_json, parse_output
-from jobs.services import job_mark_paid
+from payments import chain, devchain
+from tests.conftest import BUYERS, submit
 from tests.factories import JsonSkillFactory, order
 
 pytestmark = pytest.mark.django_db
 
 
 def paid_job(skill=None) -> Job:
+    """A job whose invoice was paid on the test chain."""
     job = order(skill) if skill else order()
-    return job_mark_paid(job=job)
+    invoice = job.invoice
+    tx = devchain.transfer(
+        chain.web3(), invoice.token_address, invoice.recipient, invoice.due_units, BUYERS[0][1]
+    )
+    submit(job, tx)
+    job.refresh_from_db()
+    return job
 
 
 def test_a_claimed_job_cannot_be_claimed_again():

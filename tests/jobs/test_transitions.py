@@ -29,7 +29,8 @@ def test_allowed_transition_moves_stamps_and_records_an_event(source, target):
     job_transition(job=job, to=target, message="because")
     job.refresh_from_db()
     assert job.status == target
-    assert getattr(job, STAMPS[target]) is not None
+    if target in STAMPS:  # pending (a replayed pay-after-delivery job) stamps nothing new
+        assert getattr(job, STAMPS[target]) is not None
     event = job.events.latest("id")
     assert (event.kind, event.status, event.message) == (EVENTS[target], target, "because")
 

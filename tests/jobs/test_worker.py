@@ -9,8 +9,7 @@ from config.celery import app
 from jobs.generation import jobs_reap
 from jobs.models import DeadLetter, Job, JobEvent
 from jobs.services import enqueue_generation
-from payments import services as payment_services
-from tests.conftest import wait_for
+from tests.conftest import submit, wait_for
 from tests.factories import JsonSkillFactory, OperatorFactory, SkillFactory, order
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -20,8 +19,7 @@ DONE = {Job.Status.COMPLETED, Job.Status.FAILED}
 
 def pay(job, chain) -> Job:
     """Pay the job's invoice on chain and submit the hash, as a buyer would."""
-    tx = chain.transfer(job.invoice.amount_units)
-    payment_services.payment_submit(job=job, tx_hash=tx)
+    submit(job, chain.transfer(job.invoice.amount_units))
     job.refresh_from_db()
     assert job.status in {Job.Status.PAID, Job.Status.IN_PROGRESS, *DONE}
     return job

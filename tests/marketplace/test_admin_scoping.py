@@ -479,9 +479,9 @@ def test_provider_posting_a_job_action_changes_nothing(as_alpha, alpha, action):
     assert snapshot(job) == before
 
 
-def test_operator_refund_action_marks_failed_job_refunded(client, alpha):
+def test_operator_refund_action_refunds_a_completed_job(client, alpha, chain):
     """The action POST the provider test sends does act, when an operator sends it."""
-    job = failed(alpha.job)
+    job = completed(alpha.job, chain)
     log_in(client, OperatorFactory())
 
     response = client.post(
@@ -491,3 +491,18 @@ def test_operator_refund_action_marks_failed_job_refunded(client, alpha):
 
     assert response.status_code == 302
     assert snapshot(job)["status"] == Job.Status.REFUNDED
+    [refund] = job.invoice.refunds.all()
+    assert refund.amount_units == job.invoice.amount_units
+
+
+def completed(job: Job, chain) -> Job:
+    """Pay the job on chain and record its result, as the worker would."""
+    from jobs.generation import _complete, job_claim
+    from jobs.output import Output
+    from tests.conftest import pay
+
+    pay(job, chain)
+    claimed, token = job_claim(job_id=job.pk)
+    _complete(claimed, token, Output(text="Done", data=None), 1, 1)
+    job.refresh_from_db()
+    return job

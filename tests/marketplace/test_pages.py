@@ -111,7 +111,7 @@ def test_job_page_shows_invoice_and_timeline(client, chain):
     content = response.content.decode()
     assert response.status_code == 200
     assert chain.recipient in content
-    assert f"2.{job.invoice.tail_units:06d}".rstrip("0") in content  # the exact amount due
+    assert f"2.{int(job.invoice.tail_units):06d}" in content  # the exact amount due, 6 places
     assert "31337" in content
     assert "Payment required" in content
     assert 'id="invoice-countdown"' in content

@@ -3,8 +3,8 @@ from decimal import Decimal
 import pytest
 
 from marketplace.models import Skill
+from marketplace.money import format_usdc, from_units, to_units
 from marketplace.pricing import estimate_tokens
-from payments.money import format_usdc, from_units, to_units
 from tests.factories import SkillFactory, order
 
 pytestmark = pytest.mark.django_db

@@ -22,3 +22,8 @@ def format_usdc(price: Decimal) -> str:
     text = f"{price.quantize(Decimal(1).scaleb(-USDC_PLACES)):f}".rstrip("0")
     whole, _, frac = text.partition(".")
     return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def format_token(units: int, decimals: int) -> str:
+    """Return an exact on-chain amount with all of the token's decimals: "5.000037"."""
+    return f"{from_units(units, decimals):.{decimals}f}"

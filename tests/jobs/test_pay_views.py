@@ -6,15 +6,15 @@ import pytest
 from django.urls import reverse
 
 from jobs.models import Job
-from payments.models import Invoice, Payment
-from payments.services import Reason
+from payments.models import Invoice, Payment, Submission
+from payments.services.submissions import Reason
 from tests.factories import order
 
 pytestmark = pytest.mark.django_db
 
 
 def submit_url(job) -> str:
-    return reverse("payments:submit", args=[job.public_id])
+    return reverse("jobs:submit", args=[job.public_id])
 
 
 def test_submitted_hash_pays_and_redirects_to_the_job(client, chain):
@@ -31,7 +31,7 @@ def test_malformed_hash_shows_the_reason_on_the_page(client):
     response = client.post(submit_url(job), {"tx_hash": "0xnothex"})
     assert response.status_code == 400
     assert Reason.MALFORMED.encode() in response.content
-    assert not Payment.objects.exists()
+    assert not Submission.objects.exists()
 
 
 def test_empty_hash_shows_a_form_error(client):
@@ -56,7 +56,7 @@ def test_payments_url_refuses_get(client):
 def test_dev_wallet_pays_the_invoice(client, settings):
     settings.DEV_WALLET_ENABLED = True
     job = order()
-    client.post(reverse("payments:dev-pay", args=[job.public_id]))
+    client.post(reverse("jobs:dev-pay", args=[job.public_id]))
     job.refresh_from_db()
     assert job.status == Job.Status.PAID
     assert job.invoice.payments.get().status == Payment.Status.CONFIRMED
@@ -65,7 +65,7 @@ def test_dev_wallet_pays_the_invoice(client, settings):
 def test_dev_wallet_is_off_outside_debug_on_the_dev_chain(client, settings):
     settings.DEV_WALLET_ENABLED = False
     job = order()
-    response = client.post(reverse("payments:dev-pay", args=[job.public_id]))
+    response = client.post(reverse("jobs:dev-pay", args=[job.public_id]))
     assert response.status_code == 404
     assert not Payment.objects.exists()
 
@@ -83,36 +83,46 @@ def test_status_json_keeps_its_contract(client, chain):
     data = client.get(reverse("jobs:status", args=[job.public_id])).json()
     assert data["job"]["id"] == str(job.public_id)
     assert data["job"]["status"] == "paid"
+    amount = str(invoice.amount_units)
     assert {
         key: data["invoice"][key]
         for key in (
             "status", "amount_units", "paid_units", "due_units", "token_address", "chain_id",
-            "recipient", "payment_uri",
+            "recipient", "payment_uri", "payable",
         )
     } == {
         "status": "paid",
-        "amount_units": invoice.amount_units,
-        "paid_units": invoice.amount_units,
-        "due_units": 0,
+        "amount_units": amount,
+        "paid_units": amount,
+        "due_units": "0",
         "token_address": chain.token,
         "chain_id": 31337,
         "recipient": chain.recipient,
-        "payment_uri": (
-            f"ethereum:{chain.token}@31337/transfer?address={chain.recipient}"
-            f"&uint256={invoice.amount_units}"
-        ),
+        "payment_uri": "",  # nothing is due: nothing to scan
+        "payable": False,
     }  # fmt: skip
     assert data["invoice"]["expires_at"].endswith("Z")
     payments = {p["tx_hash"]: p for p in data["payments"]}
-    assert payments[ghost] | {"reason": ""} == {
-        **payments[ghost], "log_index": None, "status": "pending", "reason": "",
-    }  # fmt: skip
+    # The paid invoice retired the hash that never appeared, saying why.
+    assert payments[ghost]["status"] == "retired"
+    assert payments[ghost]["log_index"] is None
+    assert "paid by another transfer" in payments[ghost]["reason"]
     assert payments[lookalike]["status"] == "rejected"
     assert payments[lookalike]["log_index"] is None
     assert "only looks like USDC" in payments[lookalike]["reason"]
     assert payments[paid]["status"] == "confirmed"
-    assert payments[paid]["amount_units"] == invoice.amount_units
+    assert payments[paid]["amount_units"] == amount
     assert isinstance(payments[paid]["log_index"], int)
+    assert data["refunds"] == []
+    assert data["settlement"]["state"] == "unsettled"
+
+
+def test_open_invoice_offers_only_the_amount_due(client, chain):
+    job = order()
+    data = client.get(reverse("jobs:status", args=[job.public_id])).json()["invoice"]
+    assert data["payable"] is True
+    assert data["payment_uri"].endswith(f"&uint256={job.invoice.amount_units}")
+    assert data["due_units"] == str(job.invoice.amount_units)
 
 
 def test_status_json_is_not_cached(client):
