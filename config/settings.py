@@ -5,6 +5,7 @@ under var/, the dev chain, the offline AI backend). `.env.example` lists every v
 """
 
 import json
+import re
 from pathlib import Path
 
 import environ
@@ -37,6 +38,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django_ratelimit",
     "marketplace",
     "jobs",
     "payments",
@@ -85,7 +87,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Rendered results are cached here: per process by default, shared with e.g. redis://.
+# Rendered results and the rate limits' counters live here: per process by default, shared
+# by every process with redis://. Production needs a shared one for the limits to hold (the
+# rate limit check below refuses to start without one).
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 # ------------------------------------------------------------------------------
@@ -127,6 +131,40 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+# ------------------------------------------------------------------------------
+# Rate limits (https://django-ratelimit.readthedocs.io/en/stable/settings.html)
+# ------------------------------------------------------------------------------
+# Writes a client (an IP address, and a session) may make, as "count/period" with a period of
+# s, m, h or d: orders, transaction hashes (the form, the wallet and the dev wallet), disputes.
+# Reads, the job page's status polling included, are never limited.
+RATE_LIMITS = {
+    "orders": env("RATE_LIMIT_ORDERS", default="10/m"),
+    "payment_submit": env("RATE_LIMIT_PAYMENT_SUBMIT", default="10/m"),
+    "disputes": env("RATE_LIMIT_DISPUTES", default="10/h"),
+}
+for _scope, _rate in RATE_LIMITS.items():
+    if not re.fullmatch(r"[1-9]\d*/\d*[smhd]", _rate):
+        raise ImproperlyConfigured(
+            f"RATE_LIMIT_{_scope.upper()}={_rate!r}: write a rate as count/period, e.g. 10/m."
+        )
+# Behind a proxy the client's address is in a header the proxy sets (X-Forwarded-For,
+# X-Real-IP); name it here, with the number of proxies that append to it. Unset, no header is
+# trusted and REMOTE_ADDR is the client. The admin's sign-in lockout uses the same address.
+CLIENT_IP_HEADER = env("CLIENT_IP_HEADER", default="")
+CLIENT_IP_PROXY_COUNT = env.int("CLIENT_IP_PROXY_COUNT", default=1)
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_IP_META_KEY = "marketplace.ratelimits.client_ip"
+# A cache that is down lets writes through (and logs it) rather than refusing every order.
+RATELIMIT_FAIL_OPEN = True
+SILENCED_SYSTEM_CHECKS = [
+    # "Not officially supported": Django's own RedisCache, which is shared and increments
+    # atomically (INCR), is not on the library's list. Broken backends still fail (E003).
+    "django_ratelimit.W001",
+]
+if DEBUG:
+    # A development server is one process: its memory is shared enough for the limits.
+    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
+
 # The job page's "My jobs" list lives in the session, so anonymous buyers keep theirs a while.
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 90
 

@@ -8,6 +8,7 @@ from marketplace import selectors
 from marketplace.errors import ApplicationError
 from marketplace.forms import OrderForm, SearchForm
 from marketplace.models import Agent, Skill
+from marketplace.ratelimits import rate_limit
 
 
 def catalog(request):
@@ -37,6 +38,7 @@ def agent_detail(request, agent_slug: str):
     return render(request, "marketplace/agent.html", {"agent": agent, "skills": skills})
 
 
+@rate_limit("orders")
 def skill_detail(request, agent_slug: str, skill_slug: str):
     """Show a skill and its order form; a valid order creates the job and goes to its page."""
     try:

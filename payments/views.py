@@ -6,12 +6,14 @@ from django.views.decorators.http import require_POST
 from jobs.models import Job
 from jobs.views import job_detail
 from marketplace.errors import ApplicationError
+from marketplace.ratelimits import rate_limit
 from payments import services
 from payments.forms import TxHashForm
 from payments.models import Payment
 
 
 @require_POST
+@rate_limit("payment_submit")
 def payment_submit(request, public_id):
     """Take the buyer's transaction hash and verify it against the job's invoice."""
     job = get_object_or_404(Job.objects.select_related("invoice"), public_id=public_id)
@@ -28,6 +30,7 @@ def payment_submit(request, public_id):
 
 
 @require_POST
+@rate_limit("payment_submit")
 def dev_pay(request, public_id):
     """Pay the invoice from a funded anvil account (DEBUG on the dev chain only)."""
     from payments import devwallet

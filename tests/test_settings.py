@@ -47,10 +47,33 @@ def test_production_settings_pass_the_deploy_checks():
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(45),
         ALLOWED_HOSTS="vendo.example.com",
+        CACHE_URL="redis://127.0.0.1:6379/1",
     )
 
     assert result.returncode == 0, output(result)
     assert "no issues" in output(result)
+
+
+def test_production_without_a_shared_cache_fails_the_checks():
+    """Each process would count its own requests: the rate limits would not hold."""
+    result = manage(
+        "check",
+        "--deploy",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(45),
+        ALLOWED_HOSTS="vendo.example.com",
+    )
+
+    assert result.returncode != 0
+    assert "django_ratelimit.E003" in output(result)
+    assert "is not a shared cache" in output(result)
+
+
+def test_a_rate_limit_written_wrong_refuses_to_start():
+    result = manage("check", DEBUG="true", RATE_LIMIT_ORDERS="10 per minute")
+
+    assert result.returncode != 0
+    assert "RATE_LIMIT_ORDERS='10 per minute'" in output(result)
 
 
 def test_production_without_secret_key_refuses_to_start():
