@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "csp",
     "django_ratelimit",
     "marketplace",
     "jobs",
@@ -46,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -131,6 +134,42 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# Content-Security-Policy (https://django-csp.readthedocs.io/en/latest/configuration.html):
+# every script and stylesheet is a file of this site; nothing inline, nothing from elsewhere
+# (data: only for the icons drawn in the stylesheets). A wallet extension talks to its page
+# through its own injected provider, which the policy does not govern.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# A job's URL is its buyer's key: never send it to another site in a Referer.
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# The job page's "My jobs" list lives in the session, so anonymous buyers keep theirs a while.
+SESSION_COOKIE_AGE = 60 * 60 * 24 * 90
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # The Anthropic SDK's HTTP client logs every request at INFO.
+    "loggers": {"httpx2": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+}
+
 # ------------------------------------------------------------------------------
 # Rate limits (https://django-ratelimit.readthedocs.io/en/stable/settings.html)
 # ------------------------------------------------------------------------------
@@ -164,19 +203,6 @@ SILENCED_SYSTEM_CHECKS = [
 if DEBUG:
     # A development server is one process: its memory is shared enough for the limits.
     SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
-
-# The job page's "My jobs" list lives in the session, so anonymous buyers keep theirs a while.
-SESSION_COOKIE_AGE = 60 * 60 * 24 * 90
-
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    # The Anthropic SDK's HTTP client logs every request at INFO.
-    "loggers": {"httpx2": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
-}
 
 # ------------------------------------------------------------------------------
 # Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html)
