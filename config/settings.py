@@ -6,6 +6,7 @@ under var/, the dev chain, the offline AI backend). `.env.example` lists every v
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "csp",
     "django_ratelimit",
+    "axes",
     "marketplace",
     "jobs",
     "payments",
@@ -56,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -105,6 +109,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+
+# Sign-in lockout (https://django-axes.readthedocs.io/en/latest/4_configuration.html): after
+# AXES_FAILURE_LIMIT failed sign-ins for one username from one address, that pair is locked
+# out for AXES_COOLOFF_MINUTES (counted again from each further failure). Keyed by the pair, so
+# a guesser elsewhere cannot lock an operator out. Operators see and clear the attempts in the
+# admin (Axes > Access attempts); providers have no permission on them.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "marketplace.ratelimits.client_ip"
+AXES_LOCKOUT_CALLABLE = "marketplace.ratelimits.lockout_response"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -11,6 +11,8 @@ limited. One decorator for views, one function for anything else (the API's thro
     def skill_detail(request, ...): ...
 
     retry_after = client_limited(request, "disputes")  # None, or seconds to wait
+
+The admin's sign-in lockout (django-axes) answers with the same 429 page, lockout_response().
 """
 
 import functools
@@ -130,6 +132,7 @@ def too_many_requests(
         )
     else:
         context = {
+            "code": code,
             "title": title,
             "message": message,
             "retry_after": retry_after,
@@ -139,3 +142,20 @@ def too_many_requests(
     response["Retry-After"] = str(retry_after)
     add_never_cache_headers(response)
     return response
+
+
+def lockout_response(request: HttpRequest, original_response=None, credentials=None):
+    """Answer a sign-in that django-axes locked out: the 429 page, for the cool-off."""
+    from axes.helpers import get_cool_off
+
+    retry_after = max(1, int(get_cool_off(request).total_seconds()))
+    return too_many_requests(
+        request,
+        retry_after,
+        code="locked_out",
+        title="Sign-in locked",
+        message=(
+            "Too many failed sign-ins for this username from your address. "
+            f"Try again in {wait_text(retry_after)}, or ask an operator to unlock it."
+        ),
+    )

@@ -8,6 +8,8 @@ import re
 import secrets
 
 import pytest
+from django.contrib import admin
+from django.test import RequestFactory
 from django.urls import reverse
 from playwright.sync_api import expect
 
@@ -151,3 +153,62 @@ def test_admin_works_under_the_policy(page, shot):
     page.locator(".select2-search__field").fill("root")
     page.locator(".select2-results__option", has_text="root").click()
     expect(page.locator(".field-owner .select2-selection__rendered")).to_contain_text("root")
+
+
+def test_locked_out_sign_in_shows_the_lockout_page(page, settings, shot):
+    settings.AXES_FAILURE_LIMIT = 2
+    OperatorFactory(username="root")
+    page.goto("/admin/login/")
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill("guess-1")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator(".errornote")).to_be_visible()
+
+    page.problems.expect_status(429, "/admin/login/")
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill("guess-2")
+    with page.expect_navigation() as navigation:
+        page.get_by_role("button", name="Log in").click()
+
+    response = navigation.value
+    assert response.status == 429
+    assert_policy(response)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign-in locked")
+    expect(page.locator("#rate-limited")).to_contain_text("ask an operator to unlock it")
+    assert_styled(page)
+    shot("security-04-locked-out")
+
+
+def test_every_admin_page_loads_without_a_csp_error(page):
+    """Each registered model's change list, add form and change form, as an operator."""
+    operator = OperatorFactory(username="root")
+    order(skill=SkillFactory())
+    page.goto("/admin/login/")
+    page.get_by_label("Username").fill("nobody")  # a failed attempt, to list and open
+    page.get_by_label("Password").fill("guess")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill("pw")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#user-tools")).to_contain_text("root")
+
+    operator_request = RequestFactory().get("/admin/")
+    operator_request.user = operator
+    visited = []
+    for model, model_admin in admin.site._registry.items():
+        info = (model._meta.app_label, model._meta.model_name)
+        urls = [reverse("admin:{}_{}_changelist".format(*info))]
+        if model_admin.has_add_permission(operator_request):
+            urls.append(reverse("admin:{}_{}_add".format(*info)))
+        first = model._default_manager.order_by("pk").first()
+        if first is not None:
+            urls.append(reverse("admin:{}_{}_change".format(*info), args=[first.pk]))
+        for url in urls:
+            response = page.goto(url)
+            assert response.status == 200, url
+            assert_policy(response)
+            expect(page.locator("#content")).to_be_visible()
+            visited.append(url)
+
+    assert any(re.search(r"/axes/accessattempt/\d+/change/", url) for url in visited)
+    assert len(visited) > 20
