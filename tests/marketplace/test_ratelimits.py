@@ -153,6 +153,17 @@ def test_orders_and_hash_submissions_are_counted_apart(client, limits):
     assert submit_hash(client, job).status_code == 400
 
 
+def test_a_limit_store_that_is_down_lets_orders_through(client, limits, settings, caplog):
+    # Nothing listens on port 1: every cache call fails to connect.
+    settings.CACHES = {"default": environ.Env.cache_url_config("redis://127.0.0.1:1/0")}
+    skill = SkillFactory()
+
+    codes = [place_order(client, skill).status_code for _ in range(3)]
+
+    assert codes == [302, 302, 302]
+    assert "Rate limit store unavailable; orders not limited" in caplog.text
+
+
 def test_dispute_limit_is_ready_for_the_dispute_view(limits):
     factory = RequestFactory()
 
