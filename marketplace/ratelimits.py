@@ -21,6 +21,7 @@ import logging
 import math
 from datetime import timedelta
 
+from axes.helpers import get_cool_off
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -55,7 +56,7 @@ def client_ip(request: HttpRequest) -> str:
 
 
 def _session_key(group: str, request: HttpRequest) -> str:
-    return request.session.session_key or ""
+    return request.session.session_key
 
 
 def client_limited(request: HttpRequest, scope: str) -> int | None:
@@ -146,8 +147,6 @@ def too_many_requests(
 
 def lockout_response(request: HttpRequest, original_response=None, credentials=None):
     """Answer a sign-in that django-axes locked out: the 429 page, for the cool-off."""
-    from axes.helpers import get_cool_off
-
     retry_after = max(1, int(get_cool_off(request).total_seconds()))
     return too_many_requests(
         request,
