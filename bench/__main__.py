@@ -155,6 +155,9 @@ class Bench:
             **production,
             "DJANGO_SETTINGS_MODULE": "bench.settings",
             "BENCH_STATIC_ROOT": self.static_dir,
+            # The load generator is one client posting hundreds of hashes: the limit still
+            # counts every POST (its cost is measured) but never refuses one.
+            "RATE_LIMIT_PAYMENT_SUBMIT": "1000000/s",
         }
         stub_cmd = [PYTHON, "tests/anthropic_stub.py", "--port", str(stub_port)]
         self.stub = self.stack.start("stub", [*stub_cmd, "--latency", str(STUB_LATENCY)], base)

@@ -5,10 +5,13 @@ under var/, the dev chain, the offline AI backend). `.env.example` lists every v
 """
 
 import json
+import re
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -38,6 +41,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "csp",
+    "django_ratelimit",
+    "axes",
     "marketplace",
     "jobs",
     "payments",
@@ -45,6 +51,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -52,6 +59,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -86,7 +95,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Rendered results are cached here: per process by default, shared with e.g. redis://.
+# Rendered results and the rate limits' counters live here: per process by default, shared
+# by every process with redis://. Production needs a shared one for the limits to hold (the
+# rate limit check below refuses to start without one).
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 # ------------------------------------------------------------------------------
@@ -99,6 +110,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+
+# Sign-in lockout (https://django-axes.readthedocs.io/en/latest/4_configuration.html): after
+# AXES_FAILURE_LIMIT failed sign-ins for one username from one address, that pair is locked
+# out for AXES_COOLOFF_MINUTES (counted again from each further failure). Keyed by the pair, so
+# a guesser elsewhere cannot lock an operator out. Operators see and clear the attempts in the
+# admin (Axes > Access attempts); providers have no permission on them.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "marketplace.ratelimits.client_ip"
+AXES_LOCKOUT_CALLABLE = "marketplace.ratelimits.lockout_response"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -128,6 +155,29 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# Content-Security-Policy (https://django-csp.readthedocs.io/en/latest/configuration.html):
+# every script and stylesheet is a file of this site; nothing inline, nothing from elsewhere
+# (data: only for the icons drawn in the stylesheets). A wallet extension talks to its page
+# through its own injected provider, which the policy does not govern.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# A job's URL is its buyer's key: never send it to another site in a Referer.
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
 # The job page's "My jobs" list lives in the session, so anonymous buyers keep theirs a while.
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 90
 
@@ -140,6 +190,40 @@ LOGGING = {
     # The Anthropic SDK's HTTP client logs every request at INFO.
     "loggers": {"httpx2": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }
+
+# ------------------------------------------------------------------------------
+# Rate limits (https://django-ratelimit.readthedocs.io/en/stable/settings.html)
+# ------------------------------------------------------------------------------
+# Writes a client (an IP address, and a session) may make, as "count/period" with a period of
+# s, m, h or d: orders, transaction hashes (the form, the wallet and the dev wallet), disputes.
+# Reads, the job page's status polling included, are never limited.
+RATE_LIMITS = {
+    "orders": env("RATE_LIMIT_ORDERS", default="10/m"),
+    "payment_submit": env("RATE_LIMIT_PAYMENT_SUBMIT", default="10/m"),
+    "disputes": env("RATE_LIMIT_DISPUTES", default="10/h"),
+}
+for _scope, _rate in RATE_LIMITS.items():
+    if not re.fullmatch(r"[1-9]\d*/\d*[smhd]", _rate):
+        raise ImproperlyConfigured(
+            f"RATE_LIMIT_{_scope.upper()}={_rate!r}: write a rate as count/period, e.g. 10/m."
+        )
+# Behind a proxy the client's address is in a header the proxy sets (X-Forwarded-For,
+# X-Real-IP); name it here, with the number of proxies that append to it. Unset, no header is
+# trusted and REMOTE_ADDR is the client. The admin's sign-in lockout uses the same address.
+CLIENT_IP_HEADER = env("CLIENT_IP_HEADER", default="")
+CLIENT_IP_PROXY_COUNT = env.int("CLIENT_IP_PROXY_COUNT", default=1)
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_IP_META_KEY = "marketplace.ratelimits.client_ip"
+# A cache that is down lets writes through (and logs it) rather than refusing every order.
+RATELIMIT_FAIL_OPEN = True
+SILENCED_SYSTEM_CHECKS = [
+    # "Not officially supported": Django's own RedisCache, which is shared and increments
+    # atomically (INCR), is not on the library's list. Broken backends still fail (E003).
+    "django_ratelimit.W001",
+]
+if DEBUG:
+    # A development server is one process: its memory is shared enough for the limits.
+    SILENCED_SYSTEM_CHECKS.append("django_ratelimit.E003")
 
 # ------------------------------------------------------------------------------
 # Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html)

@@ -13,6 +13,7 @@ from jobs.rendering import render_result
 from marketplace import selectors as catalog
 from marketplace.errors import ApplicationError
 from marketplace.models import Skill
+from marketplace.ratelimits import rate_limit
 from payments import devwallet
 from payments.chain import ChainError
 from payments.forms import TxHashForm
@@ -22,6 +23,7 @@ from payments.services.submissions import Reason
 from payments.services.submissions import payment_submit as submit_hash
 
 
+@rate_limit("orders")
 def skill_detail(request, agent_slug: str, skill_slug: str):
     """Show a skill and its order form; a valid order creates the job and goes to its page."""
     try:
@@ -95,6 +97,7 @@ def my_jobs(request):
 
 
 @require_POST
+@rate_limit("payment_submit")
 def payment_submit(request, public_id):
     """Take a transaction hash (and maybe the sender's claim signature) for the job's invoice."""
     job = get_object_or_404(Job.objects.select_related("invoice"), public_id=public_id)
@@ -118,6 +121,7 @@ def payment_submit(request, public_id):
 
 
 @require_POST
+@rate_limit("payment_submit")
 def dev_pay(request, public_id):
     """Pay the invoice from a funded anvil account (DEBUG on the dev chain only)."""
     if not devwallet.enabled():
@@ -149,6 +153,7 @@ def _report(request, submission: Submission) -> None:
 
 
 @require_POST
+@rate_limit("disputes")
 def dispute(request, public_id):
     """Open a dispute of a completed job (whoever holds the job's link is its buyer)."""
     job = get_object_or_404(Job, public_id=public_id)

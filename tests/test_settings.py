@@ -58,6 +58,7 @@ def production(**changes: str) -> dict:
         "PLATFORM_SIGNER_KEY": account.key.to_0x_hex(),
         "AI_BACKEND": "anthropic",
         "ANTHROPIC_API_KEY": "sk-test",
+        "CACHE_URL": "redis://127.0.0.1:6379/1",
     }
     env.update(changes)
     return {name: value for name, value in env.items() if value is not None}
@@ -113,6 +114,22 @@ def test_deploy_check_fails_on_base_with_the_dev_token_file_and_no_token_address
 
     assert result.returncode != 0
     assert "payments.E006" in output(result)
+
+
+def test_production_without_a_shared_cache_fails_the_checks():
+    """Each process would count its own requests: the rate limits would not hold."""
+    result = deploy_check(**production(CACHE_URL=None))
+
+    assert result.returncode != 0
+    assert "django_ratelimit.E003" in output(result)
+    assert "is not a shared cache" in output(result)
+
+
+def test_a_rate_limit_written_wrong_refuses_to_start():
+    result = manage("check", DEBUG="true", RATE_LIMIT_ORDERS="10 per minute")
+
+    assert result.returncode != 0
+    assert "RATE_LIMIT_ORDERS='10 per minute'" in output(result)
 
 
 def test_production_without_secret_key_refuses_to_start():

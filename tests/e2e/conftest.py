@@ -61,10 +61,14 @@ def browser():
 
 
 class PageProblems(list):
-    """What went wrong in the browser: script errors, console errors, error responses."""
+    """What went wrong in the browser: script errors, console errors, error responses.
+
+    A Content-Security-Policy violation is a console error, so it counts too.
+    """
 
     def watch(self, page: Page, origin: str) -> None:
         self.origin = origin
+        self.expected: set[tuple[int, str]] = set()
         page.on("pageerror", lambda error: self.append(f"page error: {error}"))
         page.on("console", self._console)
         page.on("response", self._response)
@@ -79,8 +83,14 @@ class PageProblems(list):
         # not serve. Every other error response counts (a missing stylesheet or script too).
         if response.url == f"{self.origin}/favicon.ico":
             return
+        if (response.status, response.url) in self.expected:
+            return
         if response.url.startswith(self.origin) and response.status >= 400:
             self.append(f"HTTP {response.status} {response.request.method} {response.url}")
+
+    def expect_status(self, status: int, path: str) -> None:
+        """Accept an error response the test asks for (the 404 or 429 page it visits)."""
+        self.expected.add((status, f"{self.origin}{path}"))
 
 
 @pytest.fixture
