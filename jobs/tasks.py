@@ -36,3 +36,11 @@ def reap() -> int:
     from jobs.generation import jobs_reap
 
     return jobs_reap()
+
+
+@shared_task(name="jobs.settle")
+def settle() -> int:
+    """Make the held share of jobs whose dispute window closed payable."""
+    from jobs.settlement import jobs_release_earnings
+
+    return jobs_release_earnings()

@@ -88,6 +88,24 @@ def _fresh_rate_limits(settings):
     settings.RATELIMIT_CACHE_PREFIX = f"rl:{uuid.uuid4().hex}:"
 
 
+@pytest.fixture
+def fresh_wallet(chain, settings):
+    """A platform wallet of its own for one test, holding gas and no token yet, so the chain
+    balance the books are reconciled against is this test's alone (the chain outlives tests)."""
+    from eth_account import Account
+    from web3.types import RPCEndpoint
+
+    account = Account.create()
+    chain.w3.manager.request_blocking(
+        RPCEndpoint("anvil_setBalance"), [account.address, hex(10**20)]
+    )
+    settings.PAYMENT_RECIPIENT = account.address
+    settings.PLATFORM_SIGNER_KEY = account.key.to_0x_hex()
+    kept, chain.recipient = chain.recipient, account.address
+    yield account
+    chain.recipient = kept
+
+
 @pytest.fixture(scope="session")
 def anthropic_stub():
     with AnthropicStub(chunks=6) as stub:
@@ -257,3 +275,40 @@ def reload(job):
     job.refresh_from_db()
     job.invoice.refresh_from_db()
     return job
+
+
+def complete(job, chain=None, *, text: str = "Done."):
+    """Pay the job on chain (unless paid) and record its result, as the worker would."""
+    from jobs.generation import _complete, job_claim
+    from jobs.output import Output
+
+    job.refresh_from_db()
+    if chain is not None and not job.invoice.is_paid:
+        pay(job, chain)
+    claimed, token = job_claim(job_id=job.pk)
+    _complete(claimed, token, Output(text=text, data=None), 10, 5)
+    return reload(job)
+
+
+def send_transfers(limit: int = 20) -> None:
+    """Sign, broadcast and confirm every outgoing transfer that is due, as beat would."""
+    from payments.models import OnchainTransfer
+    from payments.services.transfers import transfers_advance
+
+    OnchainTransfer.objects.filter(status__in=OnchainTransfer.OPEN_STATUSES).update(
+        next_attempt_at=None
+    )
+    for _ in range(limit):
+        transfers_advance()
+        open_ = OnchainTransfer.objects.filter(status__in=OnchainTransfer.OPEN_STATUSES)
+        if not open_.exists():
+            return
+        open_.update(next_attempt_at=None)  # due again at once, as if beat's interval passed
+    pytest.fail("Transfers did not settle")
+
+
+def token_balance(chain, address: str) -> int:
+    """The token balance of `address` read from the chain, not from the database."""
+    from payments import chain as vendo_chain
+
+    return vendo_chain.token_balance(address)

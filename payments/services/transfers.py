@@ -14,7 +14,7 @@ from functools import cache
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from eth_account import Account as EthAccount
 from web3 import Web3
@@ -254,7 +254,9 @@ def transfers_advance() -> int:
     """Move every transfer on: sign queued ones that waited, broadcast signed ones again,
     confirm sent ones, and follow confirmed ones until final. Return how many moved."""
     now = timezone.now()
-    due = OnchainTransfer.objects.filter(next_attempt_at__lte=now)
+    due = OnchainTransfer.objects.filter(
+        Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True)
+    )
     moved = 0
     for transfer_id in due.filter(status=Status.QUEUED).values_list("pk", flat=True):
         moved += transfer_send(transfer_id=transfer_id) != Status.QUEUED
