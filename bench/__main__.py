@@ -138,6 +138,8 @@ class Bench:
             {
                 "DATABASE_URL": self.db_url,
                 "CELERY_BROKER_URL": self.broker,
+                # Shared by every process, as in production (rate limits count there).
+                "CACHE_URL": with_redis_db(self.broker, 15),
                 "AI_BACKEND": "anthropic",
                 "ANTHROPIC_API_KEY": "bench",
                 "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{stub_port}",

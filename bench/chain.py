@@ -12,14 +12,16 @@ import json
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from web3 import HTTPProvider, Web3
 
 from bench.stack import Stack, StackError, free_port
 from payments import devchain
+from payments.chain import TRANSFER_TOPIC
 
 DEPLOYER = devchain.ANVIL_ACCOUNTS[0][0]
-RECIPIENT = devchain.ANVIL_ACCOUNTS[9][0]
+RECIPIENT, SIGNER_KEY = devchain.ANVIL_ACCOUNTS[9]
 BUYERS = [address for address, _ in devchain.ANVIL_ACCOUNTS[1:9]]
 FUNDING_UNITS = 10**9 * 10**6  # a billion TestUSDC each
 TRANSFER_SELECTOR = "0xa9059cbb"
@@ -32,8 +34,46 @@ class Chain:
     w3: Web3
     token: str
     recipient: str = RECIPIENT
+    state_path: Path | None = None
     _nonces: dict = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=itertools.count)
+
+    def restart(self) -> float:
+        """Stop the node (it saves its state) and start it again on the same port; return the
+        seconds it was down. Pending transactions in its pool are lost, as on a real restart."""
+        began = time.monotonic()
+        port = int(self.url.rsplit(":", 1)[1])
+        self.anvil.stop()
+        self.anvil = devchain.start_anvil(port=port, state_path=self.state_path)
+        devchain.wait_for_rpc(self.url, proc=self.anvil)
+        self._nonces.clear()
+        return time.monotonic() - began
+
+    def balance(self, address: str) -> int:
+        """The token balance of `address`, read from the chain."""
+        abi = devchain.load_artifact("TestUSDC")["abi"]
+        contract = self.w3.eth.contract(address=self.token, abi=abi)
+        return contract.functions.balanceOf(Web3.to_checksum_address(address)).call()
+
+    def transfers_from(self, sender: str) -> list[tuple[str, str, int]]:
+        """Every Transfer of the token from `sender`: (tx hash, to, amount), from the chain."""
+        topic = "0x" + "0" * 24 + sender.lower()[2:]
+        logs = self.w3.eth.get_logs(
+            {
+                "address": self.token,
+                "topics": [TRANSFER_TOPIC, topic],
+                "fromBlock": 0,
+                "toBlock": "latest",
+            }
+        )
+        return [
+            (
+                Web3.to_hex(log["transactionHash"]).lower(),
+                Web3.to_checksum_address("0x" + Web3.to_hex(log["topics"][2])[-40:]),
+                int.from_bytes(bytes(log["data"]), "big"),
+            )
+            for log in logs
+        ]
 
     def env(self) -> dict:
         return {
@@ -41,6 +81,7 @@ class Chain:
             "CHAIN_ID": str(devchain.CHAIN_ID),
             "PAYMENT_TOKEN_ADDRESS": self.token,
             "PAYMENT_RECIPIENT": self.recipient,
+            "PLATFORM_SIGNER_KEY": SIGNER_KEY,
         }
 
     def _rpc(self, calls: list[dict]) -> list[dict]:
@@ -122,13 +163,17 @@ class Chain:
                 time.sleep(0.05)
 
 
-def start_chain(stack: Stack) -> Chain:
-    """Start anvil on a free port (owned by `stack`), deploy TestUSDC and fund the buyers."""
-    anvil = devchain.start_anvil(port=free_port())
-    stack.on_close(anvil.stop)
+def start_chain(stack: Stack, *, state_path: Path | None = None) -> Chain:
+    """Start anvil on a free port (owned by `stack`), deploy TestUSDC and fund the buyers.
+
+    With `state_path` the node keeps its chain there, so `Chain.restart()` resumes it.
+    """
+    anvil = devchain.start_anvil(port=free_port(), state_path=state_path)
     devchain.wait_for_rpc(anvil.url, proc=anvil)
     w3 = Web3(HTTPProvider(anvil.url))
     token = devchain.deploy(w3, "TestUSDC", sender=DEPLOYER)
     for buyer in BUYERS:
         devchain.mint(w3, token, buyer, FUNDING_UNITS, DEPLOYER)
-    return Chain(anvil=anvil, url=anvil.url, w3=w3, token=token)
+    chain = Chain(anvil=anvil, url=anvil.url, w3=w3, token=token, state_path=state_path)
+    stack.on_close(lambda: chain.anvil.stop())
+    return chain

@@ -97,12 +97,13 @@ def catalog_fill(total: int) -> int:
     return Skill.objects.active().count()
 
 
-def jobs_create(skill_obj, count: int, *, threads: int = 3) -> list[JobRef]:
+def jobs_create(skill_obj, count: int, *, threads: int = 3, prompt_for=None) -> list[JobRef]:
     """Order `skill_obj` `count` times through jobs.services.job_create (job + invoice)."""
     from jobs.services import job_create
 
     def one(i: int) -> JobRef:
-        job = job_create(skill=skill_obj, prompt=f"{PROMPT} ({i})", buyer_session="bench")
+        prompt = prompt_for(i) if prompt_for else f"{PROMPT} ({i})"
+        job = job_create(skill=skill_obj, prompt=prompt, buyer_session="bench")
         return JobRef(job.pk, str(job.public_id), job.invoice.amount_units)
 
     def batch(indices) -> list[JobRef]:
@@ -136,14 +137,12 @@ class Submitted:
 def payments_submit(
     refs: list[JobRef], *, rate: float | None = None, threads: int = 4
 ) -> list[Submitted]:
-    """Submit each job's tx hash through payments.services.payment_submit, as the pay view does.
+    """Submit each job's tx hash through payment_submit, as the pay view does.
 
     With `rate` (per second) submissions are scheduled open-loop at that rate; without it they
     go as fast as `threads` threads allow.
     """
     from jobs.models import Job
-    from payments.models import Payment
-    from payments.services import payment_submit
 
     work: queue.Queue = queue.Queue()
     done: list[Submitted] = []
@@ -159,12 +158,7 @@ def payments_submit(
                 started = time.time()
                 t0 = time.perf_counter()
                 try:
-                    job = Job.objects.select_related("invoice").get(pk=ref.pk)
-                    payments = payment_submit(job=job, tx_hash=ref.tx_hash)
-                    outcome = ",".join(
-                        p.status if p.status != Payment.Status.REJECTED else f"rejected: {p.reason}"
-                        for p in payments
-                    )
+                    outcome = submit(Job.objects.select_related("invoice").get(pk=ref.pk), ref)
                 except Exception as error:  # recorded, counted by the caller
                     outcome = f"{type(error).__name__}: {error}"
                 seconds = time.perf_counter() - t0
@@ -187,3 +181,17 @@ def payments_submit(
     for thread in pool:
         thread.join()
     return done
+
+
+def submit(job, ref: JobRef) -> str:
+    """Submit the job's transaction; return "confirmed", "pending" or "rejected: <reason>"."""
+    from payments.models import Submission
+    from payments.services.submissions import payment_submit
+
+    submission = payment_submit(invoice=job.invoice, tx_hash=ref.tx_hash)
+    if submission.status == Submission.Status.ACCEPTED:
+        job.invoice.refresh_from_db()
+        return "confirmed" if job.invoice.is_paid else "pending"
+    if submission.status == Submission.Status.WAITING:
+        return "pending"
+    return f"rejected: {submission.reason}"

@@ -19,22 +19,32 @@ BACKOFF_MAX_SECONDS = 300
 
 
 def _with_backoff(name: str, service) -> int:
-    """Run a periodic chain job unless it is backing off; back off further if the node fails."""
+    """Run a periodic chain job unless it is backing off; back off further if the node fails.
+
+    The backoff lives in the cache; with the cache down, the job simply runs every period.
+    """
     key = f"chain-backoff:{name}"
-    state = cache.get(key)
+    state = _cache_call(cache.get, key)
     if state and time.time() < state["until"]:
         return 0
     try:
         result = service()
     except ChainError as error:
         seconds = min((state or {}).get("seconds", 1) * 2, BACKOFF_MAX_SECONDS)
-        cache.set(key, {"seconds": seconds, "until": time.time() + seconds}, timeout=None)
+        _cache_call(cache.set, key, {"seconds": seconds, "until": time.time() + seconds}, None)
         logger.warning("%s: the chain node failed (%s); next try in %d s.", name, error, seconds)
         return 0
     if state:
-        cache.delete(key)
+        _cache_call(cache.delete, key)
         logger.info("%s: the chain node answers again.", name)
     return result
+
+
+def _cache_call(method, *args):
+    try:
+        return method(*args)
+    except Exception:  # the cache server is down: no backoff, nothing lost
+        return None
 
 
 @shared_task(name="payments.scan_transfers")

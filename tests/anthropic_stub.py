@@ -297,6 +297,8 @@ class AnthropicStub:
         self.requests: list[dict[str, Any]] = []
         self._script: deque[str] = deque()
         self._default = "ok"
+        # (marker, behaviour): a request whose prompt holds the marker gets the behaviour.
+        self._rules: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._stopping = threading.Event()
@@ -381,10 +383,17 @@ class AnthropicStub:
         with self._lock:
             self._default = checked
 
+    def when(self, marker: str, behaviour: str) -> None:
+        """Answer every request whose prompt contains `marker` with `behaviour`."""
+        checked = _validate(behaviour)
+        with self._lock:
+            self._rules.append((marker, checked))
+
     def reset(self) -> None:
-        """Clear the script and recorded requests, and restore the "ok" default."""
+        """Clear the script, rules and recorded requests, and restore the "ok" default."""
         with self._lock:
             self._script.clear()
+            self._rules.clear()
             self.requests.clear()
             self._default = "ok"
 
@@ -402,8 +411,12 @@ class AnthropicStub:
 
     def _take(self, body: dict[str, Any]) -> str:
         """Record the request and pop the behaviour that answers it."""
+        text = _input_text(body)
         with self._lock:
             self.requests.append(body)
+            for marker, behaviour in self._rules:
+                if marker in text:
+                    return behaviour
             return self._script.popleft() if self._script else self._default
 
     def _pause(self, seconds: float) -> None:
