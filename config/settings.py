@@ -317,6 +317,10 @@ INVOICE_TTL_MINUTES = env.int("INVOICE_TTL_MINUTES", default=30)
 # An expired, cancelled or paid invoice keeps its exact amount this long, so late money is
 # recognised as its own and sent back, never taken for another invoice's.
 INVOICE_AMOUNT_GRACE_MINUTES = env.int("INVOICE_AMOUNT_GRACE_MINUTES", default=120)
+# Only when a price's tails run short: a closed invoice that never saw a transfer or a hash
+# gives its amount back after this many minutes instead (abandoned orders must not make a
+# price unbuyable).
+INVOICE_SILENT_GRACE_MINUTES = env.int("INVOICE_SILENT_GRACE_MINUTES", default=15)
 # The watcher reads at most this many blocks per scan, so a long outage catches up in steps.
 CHAIN_SCAN_MAX_BLOCKS = env.int("CHAIN_SCAN_MAX_BLOCKS", default=2000)
 # Hashes the chain does not know yet: a few per invoice, looked up again with backoff.

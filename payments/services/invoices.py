@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 # The unique tail added to an invoice's price, in units of the sixth decimal place: at most
 # 0.009999 USDC. Drawn at random among the free ones, so an amount is hard to guess.
 TAIL_MAX = 9999
+# When a price's tails run short (abandoned orders hold them), silent closed invoices give
+# theirs back early; if that is not enough, tails are drawn from a wider band (at most
+# 0.099999 USDC) rather than refuse a buyer.
+TAIL_PRESSURE = 0.8
+TAIL_WIDE_MAX = 99_999
 TAIL_ATTEMPTS = 20
 
 
@@ -76,24 +81,61 @@ def invoice_create(*, reference: str, price: Decimal, start_clock: bool = True) 
 
 
 def _free_tail(price_units: int, scale: int, fields: dict) -> int | None:
-    held = set(
+    """Draw a free tail for the price: from the normal band, reclaiming silent invoices'
+    amounts under pressure, else from the wide band; None only if every tail is taken."""
+    taken = _taken_tails(price_units, scale, TAIL_WIDE_MAX, fields)
+    normal = {tail for tail in taken if tail <= TAIL_MAX}
+    if len(normal) >= TAIL_PRESSURE * TAIL_MAX and _reclaim_silent(price_units, scale, fields):
+        taken = _taken_tails(price_units, scale, TAIL_WIDE_MAX, fields)
+        normal = {tail for tail in taken if tail <= TAIL_MAX}
+    if len(normal) < TAIL_MAX:
+        return _draw(1, TAIL_MAX, normal)
+    if len(taken) - len(normal) < TAIL_WIDE_MAX - TAIL_MAX:
+        logger.warning(
+            "Tails of price %s units are exhausted: drawing from the wide band.", price_units
+        )
+        return _draw(TAIL_MAX + 1, TAIL_WIDE_MAX, taken)
+    return None
+
+
+def _taken_tails(price_units: int, scale: int, up_to: int, fields: dict) -> set[int]:
+    held = (
         Invoice.objects.holding()
         .filter(
             amount_units__gt=price_units,
-            amount_units__lte=price_units + TAIL_MAX * scale,
+            amount_units__lte=price_units + up_to * scale,
             **fields,
         )
         .values_list("amount_units", flat=True)
     )
-    taken = {int(amount - price_units) // scale for amount in held}
-    if len(taken) >= TAIL_MAX:
-        return None
+    return {int(amount - price_units) // scale for amount in held}
+
+
+def _draw(low: int, high: int, taken: set[int]) -> int:
     # Random draws find a free tail at once unless nearly all are taken; then list them.
     for _ in range(8):
-        tail = random.randint(1, TAIL_MAX)
+        tail = random.randint(low, high)
         if tail not in taken:
             return tail
-    return random.choice([tail for tail in range(1, TAIL_MAX + 1) if tail not in taken])
+    return random.choice([tail for tail in range(low, high + 1) if tail not in taken])
+
+
+def _reclaim_silent(price_units: int, scale: int, fields: dict) -> int:
+    """Free the amounts of this price's closed invoices that never saw a transfer or a hash
+    and closed more than INVOICE_SILENT_GRACE_MINUTES ago; return how many."""
+    cutoff = timezone.now() - timedelta(minutes=settings.INVOICE_SILENT_GRACE_MINUTES)
+    silent = Invoice.objects.holding().filter(
+        status__in=[Invoice.Status.EXPIRED, Invoice.Status.CANCELLED],
+        closed_at__lte=cutoff,
+        amount_units__gt=price_units,
+        amount_units__lte=price_units + TAIL_WIDE_MAX * scale,
+        payments__isnull=True,
+        submissions__isnull=True,
+        **fields,
+    )
+    return Invoice.objects.filter(pk__in=list(silent.values_list("pk", flat=True))).update(
+        holds_amount=False
+    )
 
 
 def invoice_lock(*, invoice_id: int) -> Invoice:
