@@ -1,5 +1,6 @@
 """The buyer's pages: order a skill, follow and pay the job, dispute its result."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -48,7 +49,8 @@ def skill_detail(request, agent_slug: str, skill_slug: str):
             selectors.remember_job(request, job)
             return redirect(job)
     status = 400 if form.errors else 200
-    return render(request, "marketplace/skill.html", {"skill": skill, "form": form}, status=status)
+    context = {"skill": skill, "form": form, "dispute_window": settings.DISPUTE_WINDOW_SECONDS}
+    return render(request, "marketplace/skill.html", context, status=status)
 
 
 def _job_or_404(public_id) -> Job:

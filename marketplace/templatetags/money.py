@@ -30,3 +30,14 @@ def token(units, decimals) -> str:
     if units is None or units == "":
         return ""
     return format_token(int(units), int(decimals))
+
+
+@register.filter
+def period(seconds) -> str:
+    """Format a length of time in whole units: "24 hours", "2 minutes", "3 days"."""
+    seconds = int(seconds or 0)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
