@@ -188,17 +188,10 @@ def _status(count: int) -> str:
 
 def _report_seen(invoice: Invoice, payment: Payment) -> None:
     amount = format_token(payment.amount_units, payment.token_decimals)
-    waiting = (
-        ""
-        if payment.status == Payment.Status.CONFIRMED
-        else f", waiting for {settings.REQUIRED_CONFIRMATIONS} confirmations"
-    )
-    signals.send(
-        invoice,
-        InvoiceEvent.PAYMENT_SEEN,
-        f"{amount} USDC seen in transaction {payment.tx_hash[:10]}…{waiting}.",
-        payment=payment,
-    )
+    message = f"{amount} USDC seen in transaction {payment.tx_hash[:10]}…"
+    if payment.status != Payment.Status.CONFIRMED:
+        message += f" (waiting for {settings.REQUIRED_CONFIRMATIONS} confirmations)"
+    signals.send(invoice, InvoiceEvent.PAYMENT_SEEN, message, payment=payment)
 
 
 def payment_attribute(
