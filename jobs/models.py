@@ -161,6 +161,8 @@ class JobEvent(models.Model):
         CREATED = "created", "Ordered"
         PAYMENT_REQUIRED = "payment-required", "Payment required"
         PAYMENT_SEEN = "payment-seen", "Payment seen"
+        PAYMENT_REVERTED = "payment-reverted", "Payment reverted"
+        REFUND = "refund", "Refund"
         PAID = "paid", "Paid"
         PROCESSING = "processing", "Processing"
         PARTIAL = "partial", "Partial output"

@@ -165,7 +165,11 @@ def job_on_invoice_event(*, job: Job, kind: str, message: str, payment=None) -> 
             job_transition(job=job, to=S.EXPIRED, message="The invoice expired unpaid.")
     elif kind == InvoiceEvent.UNPAID:
         settlement.job_payment_taken_back(job=job, message=message)
-    elif kind in (InvoiceEvent.PAID_LATE, InvoiceEvent.REFUNDED, InvoiceEvent.PAYMENT_REVERTED):
+    elif kind == InvoiceEvent.PAYMENT_REVERTED:
+        job_event(job=job, kind=JobEvent.Kind.PAYMENT_REVERTED, message=message)
+    elif kind == InvoiceEvent.REFUNDED:
+        job_event(job=job, kind=JobEvent.Kind.REFUND, message=message)
+    elif kind == InvoiceEvent.PAID_LATE:
         job_event(job=job, kind=JobEvent.Kind.PAYMENT_SEEN, message=message)
 
 

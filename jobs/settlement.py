@@ -65,7 +65,7 @@ def job_payment_taken_back(*, job: Job, message: str) -> None:
     """
     from jobs.services import job_event
 
-    job_event(job=job, kind=JobEvent.Kind.PAYMENT_SEEN, message=message)
+    job_event(job=job, kind=JobEvent.Kind.PAYMENT_REVERTED, message=message)
     if job.status in (Job.Status.COMPLETED, Job.Status.DISPUTED, Job.Status.REFUNDED):
         alert_raise(
             kind=OperatorAlert.Kind.PAYMENT_REVERTED,

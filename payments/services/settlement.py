@@ -84,7 +84,7 @@ def payment_book(*, payment: Payment, invoice: Invoice | None) -> None:
 
 def _reverse_received(payment: Payment, invoice: Invoice | None, home: Ref, amount: int) -> None:
     """Take a reverted transfer off the books: from where it sits, else from revenue."""
-    for queued in OnchainTransfer.objects.filter(
+    for queued in OnchainTransfer.objects.select_for_update().filter(
         payment=payment, status=OnchainTransfer.Status.QUEUED
     ):
         transfer_cancel(transfer=queued)
