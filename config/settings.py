@@ -119,8 +119,13 @@ STORAGES = {
 # ------------------------------------------------------------------------------
 # Security (https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/)
 # ------------------------------------------------------------------------------
-if not DEBUG:
+# Trust X-Forwarded-Proto only when a proxy that sets it (and strips the client's) is in front:
+# without one, any client could claim https.
+# https://docs.djangoproject.com/en/5.2/ref/settings/#secure-proxy-ssl-header
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -234,7 +239,14 @@ DEV_WALLET_ENABLED = DEBUG and CHAIN_ID == 31337
 # ------------------------------------------------------------------------------
 # Generation
 # ------------------------------------------------------------------------------
-AI_BACKEND = env("AI_BACKEND", default="offline")
+# Production has no default: the offline sampler must never answer paying buyers by accident.
+AI_BACKEND = env("AI_BACKEND", default="offline" if DEBUG else None)
+if AI_BACKEND is None:
+    raise ImproperlyConfigured(
+        "Set AI_BACKEND (anthropic, or offline for a demo): it has no default when DEBUG is off."
+    )
+if AI_BACKEND not in {"anthropic", "offline"}:
+    raise ImproperlyConfigured(f"Unknown AI_BACKEND {AI_BACKEND!r}: use anthropic or offline.")
 ANTHROPIC_API_KEY = env("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env("ANTHROPIC_BASE_URL", default=None)
 if AI_BACKEND == "anthropic" and not ANTHROPIC_API_KEY:

@@ -38,26 +38,67 @@ def output(result: subprocess.CompletedProcess) -> str:
     return result.stdout + result.stderr
 
 
+def production(**env: str) -> dict:
+    """Return a production environment: DEBUG unset, the required variables set."""
+    return {
+        "SECRET_KEY": secrets.token_urlsafe(45),
+        "ALLOWED_HOSTS": "vendo.example.com",
+        "AI_BACKEND": "anthropic",
+        "ANTHROPIC_API_KEY": "sk-ant-test",
+        **env,
+    }
+
+
+def setting(name: str, **env: str) -> str:
+    """Return repr(settings.<name>) as a fresh process with `env` sees it."""
+    code = f"from django.conf import settings; print(repr(getattr(settings, {name!r}, None)))"
+    result = manage("shell", "-c", code, **env)
+    assert result.returncode == 0, output(result)
+    return result.stdout.strip().splitlines()[-1]
+
+
 def test_production_settings_pass_the_deploy_checks():
-    result = manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(45),
-        ALLOWED_HOSTS="vendo.example.com",
-    )
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **production())
 
     assert result.returncode == 0, output(result)
     assert "no issues" in output(result)
 
 
 def test_production_without_secret_key_refuses_to_start():
-    result = manage("check", DEBUG="false", ALLOWED_HOSTS="vendo.example.com")
+    env = production()
+    del env["SECRET_KEY"]
+    result = manage("check", **env)
 
     assert result.returncode != 0
     assert "SECRET_KEY" in output(result)
+
+
+def test_production_without_an_explicit_ai_backend_refuses_to_start():
+    # Falling back to the offline sampler would hand paying buyers sample answers.
+    env = production()
+    del env["AI_BACKEND"]
+    result = manage("check", **env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in output(result)
+    assert "AI_BACKEND" in output(result)
+
+
+def test_proxy_ssl_header_is_trusted_only_when_a_proxy_is_declared():
+    # Without a proxy in front, any client could send X-Forwarded-Proto: https.
+    assert setting("SECURE_PROXY_SSL_HEADER", **production()) == "None"
+    assert setting("SECURE_PROXY_SSL_HEADER", **production(BEHIND_PROXY="true")) == (
+        "('HTTP_X_FORWARDED_PROTO', 'https')"
+    )
+
+
+def test_env_example_leaves_debug_commented_with_a_warning():
+    # Copied to production as it is, the example must not turn DEBUG on.
+    lines = ENV_EXAMPLE.read_text().splitlines()
+
+    assert not [line for line in lines if re.match(r"\s*DEBUG\s*=", line)]
+    debug_at = next(i for i, line in enumerate(lines) if re.match(r"#\s*DEBUG=", line))
+    assert any("WARNING" in line for line in lines[max(debug_at - 5, 0) : debug_at])
 
 
 @pytest.mark.parametrize(
