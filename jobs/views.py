@@ -1,12 +1,17 @@
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
 
 from jobs import selectors
 from jobs.models import Job
 from jobs.rendering import render_result
 from payments.forms import TxHashForm
 from payments.qr import qr_svg
+
+
+# Pages with a buyer's prompt, result or CSRF token: no shared cache and no back-forward cache
+# may keep them.
+private_no_store = cache_control(private=True, no_store=True)
 
 
 def _job_or_404(public_id) -> Job:
@@ -16,6 +21,7 @@ def _job_or_404(public_id) -> Job:
         raise Http404("No such job.") from None
 
 
+@private_no_store
 def job_detail(request, public_id, tx_form: TxHashForm | None = None, status: int = 200):
     """The buyer's page: status, invoice, live progress, timeline and the result."""
     job = _job_or_404(public_id)
@@ -39,5 +45,6 @@ def job_status(request, public_id):
     return JsonResponse(selectors.job_status_payload(_job_or_404(public_id)))
 
 
+@private_no_store
 def my_jobs(request):
     return render(request, "jobs/my_jobs.html", {"jobs": selectors.my_jobs(request)})
