@@ -102,7 +102,7 @@ def jobs_create(skill_obj, count: int, *, threads: int = 3) -> list[JobRef]:
     from jobs.services import job_create
 
     def one(i: int) -> JobRef:
-        job = job_create(skill=skill_obj, prompt=f"{PROMPT} ({i})", buyer_session="bench")
+        job = job_create(skill=skill_obj, prompt=f"{PROMPT} ({i})", browser_token="bench")
         return JobRef(job.pk, str(job.public_id), job.invoice.amount_units)
 
     def batch(indices) -> list[JobRef]:

@@ -43,7 +43,7 @@ class JobAdmin(OwnedAdmin):
     raw_id_fields = ["buyer"]
     # Everything on a job is written by the system; the admin reads it and acts through actions.
     readonly_fields = [
-        "public_id", "skill", "buyer", "buyer_session", "prompt", "status", "payment_mode",
+        "public_id", "skill", "buyer", "prompt", "status", "payment_mode",
         "price_usdc", "output_text", "output_json", "partial_text", "input_tokens",
         "output_tokens", "attempts", "deliveries", "error", "lease_expires_at", "created_at",
         "paid_at", "started_at", "delivered_at", "completed_at", "failed_at", "expired_at",
@@ -56,6 +56,15 @@ class JobAdmin(OwnedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    # Providers never learn who bought: only operators see the buyer.
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return [f for f in fields if f != "buyer"] if is_provider(request.user) else fields
+
+    def get_exclude(self, request, obj=None):
+        exclude = list(super().get_exclude(request, obj) or [])
+        return [*exclude, "buyer"] if is_provider(request.user) else exclude
 
     def get_actions(self, request):
         actions = super().get_actions(request)

@@ -43,8 +43,9 @@ class Job(models.Model):
         blank=True,
         related_name="jobs",
     )
-    # Anonymous buyers are known by their session; the job's UUID link is their access.
-    buyer_session = models.CharField(max_length=40, blank=True, db_index=True)
+    # The ordering browser, as a keyed hash of a random token of its own (jobs.buyers), never
+    # its session key; it lists the job under "My jobs". The job's UUID link is the access.
+    buyer_browser = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     prompt = models.TextField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     payment_mode = models.CharField(max_length=20, choices=PaymentMode.choices)

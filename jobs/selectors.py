@@ -1,10 +1,10 @@
 """Reads for job pages and the status endpoint."""
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 
+from jobs.buyers import browser_hash
 from jobs.models import Job, JobEvent
 
-SESSION_KEY = "job_ids"
 MY_JOBS_LIMIT = 50
 
 
@@ -20,22 +20,12 @@ def job_get(*, public_id) -> Job:
     )
 
 
-def remember_job(request, job: Job) -> None:
-    """Add the job to this browser's "My jobs" list, newest first."""
-    ids = [str(job.public_id)] + [
-        i for i in request.session.get(SESSION_KEY, []) if i != str(job.public_id)
-    ]
-    request.session[SESSION_KEY] = ids[:MY_JOBS_LIMIT]
-
-
-def my_jobs(request) -> list[Job]:
-    """Return the jobs this browser ordered, and a signed-in buyer's own."""
-    ids = request.session.get(SESSION_KEY, [])
-    jobs = Job.objects.select_related("skill__agent", "invoice").filter(public_id__in=ids)
-    if request.user.is_authenticated:
-        jobs = jobs | Job.objects.select_related("skill__agent", "invoice").filter(
-            buyer=request.user
-        )
+def my_jobs(*, user, browser_token: str) -> list[Job]:
+    """Return the jobs this browser ordered, and a signed-in buyer's own, newest first."""
+    mine = Q(buyer_browser=browser_hash(browser_token)) if browser_token else Q(pk__in=[])
+    if user.is_authenticated:
+        mine |= Q(buyer=user)
+    jobs = Job.objects.select_related("skill__agent", "invoice").filter(mine)
     return list(jobs.order_by("-created_at")[:MY_JOBS_LIMIT])
 
 

@@ -4,6 +4,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from jobs.buyers import browser_hash
 from jobs.errors import InvalidTransition, OrderError
 from jobs.models import TRANSITIONS, DeadLetter, Job, JobEvent
 from marketplace.models import PaymentMode, Skill
@@ -85,9 +86,12 @@ def job_create(
     skill: Skill,
     prompt: str,
     buyer: AbstractBaseUser | None = None,
-    buyer_session: str = "",
+    browser_token: str = "",
 ) -> Job:
-    """Order `skill` on `prompt`: create the job and its invoice in one transaction."""
+    """Order `skill` on `prompt`: create the job and its invoice in one transaction.
+
+    `browser_token` is the ordering browser's own token (jobs.buyers), never a session key.
+    """
     from payments.services import invoice_create
 
     prompt = prompt.strip()
@@ -102,7 +106,7 @@ def job_create(
         job = Job.objects.create(
             skill=skill,
             buyer=buyer if buyer and buyer.is_authenticated else None,
-            buyer_session=buyer_session,
+            buyer_browser=browser_hash(browser_token),
             prompt=prompt,
             price=price,
             payment_mode=skill.effective_payment_mode,

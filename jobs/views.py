@@ -3,6 +3,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import cache_control, never_cache
 
 from jobs import selectors
+from jobs.buyers import browser_token
 from jobs.models import Job
 from jobs.rendering import render_result
 from payments.forms import TxHashForm
@@ -47,4 +48,5 @@ def job_status(request, public_id):
 
 @private_no_store
 def my_jobs(request):
-    return render(request, "jobs/my_jobs.html", {"jobs": selectors.my_jobs(request)})
+    jobs = selectors.my_jobs(user=request.user, browser_token=browser_token(request.session))
+    return render(request, "jobs/my_jobs.html", {"jobs": jobs})

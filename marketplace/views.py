@@ -2,7 +2,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 
 from jobs.errors import OrderError
-from jobs.selectors import remember_job
+from jobs.buyers import browser_token
 from jobs.services import job_create
 from marketplace import selectors
 from marketplace.errors import ApplicationError
@@ -45,21 +45,18 @@ def skill_detail(request, agent_slug: str, skill_slug: str):
         raise Http404("No such skill.") from None
     form = OrderForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if not request.session.session_key:
-            request.session.save()
         try:
             job = job_create(
                 skill=skill,
                 prompt=form.cleaned_data["prompt"],
                 buyer=request.user,
-                buyer_session=request.session.session_key,
+                browser_token=browser_token(request.session, create=True),
             )
         except OrderError as error:
             form.add_error("prompt", error.message)
         except ApplicationError as error:
             form.add_error(None, error.message)
         else:
-            remember_job(request, job)
             return redirect(job)
     status = 400 if form.errors else 200
     return render(request, "marketplace/skill.html", {"skill": skill, "form": form}, status=status)
