@@ -9,7 +9,6 @@ from jobs.rendering import render_result
 from payments.forms import TxHashForm
 from payments.qr import qr_svg
 
-
 # Pages with a buyer's prompt, result or CSRF token: no shared cache and no back-forward cache
 # may keep them.
 private_no_store = cache_control(private=True, no_store=True)

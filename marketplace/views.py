@@ -1,8 +1,8 @@
 from django.http import Http404
 from django.shortcuts import redirect, render
 
-from jobs.errors import OrderError
 from jobs.buyers import browser_token
+from jobs.errors import OrderError
 from jobs.services import job_create
 from marketplace import selectors
 from marketplace.errors import ApplicationError
