@@ -5,6 +5,7 @@ under var/, the dev chain, the offline AI backend). `.env.example` lists every v
 """
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -251,6 +252,15 @@ ANTHROPIC_API_KEY = env("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env("ANTHROPIC_BASE_URL", default=None)
 if AI_BACKEND == "anthropic" and not ANTHROPIC_API_KEY:
     raise ImproperlyConfigured("AI_BACKEND=anthropic needs ANTHROPIC_API_KEY.")
+# The models a skill may use, each with its output-token limit and what 1,000 output tokens
+# cost the platform in USDC (Anthropic's list prices,
+# https://docs.anthropic.com/en/docs/about-claude/models/overview). A skill's price must cover
+# that cost; a model missing here cannot be chosen (Skill.clean()).
+ALLOWED_MODELS = {
+    "claude-sonnet-4-5": {"max_output_tokens": 64_000, "cost_per_1k_output": Decimal("0.015")},
+    "claude-haiku-4-5": {"max_output_tokens": 64_000, "cost_per_1k_output": Decimal("0.005")},
+    "claude-opus-4-1": {"max_output_tokens": 32_000, "cost_per_1k_output": Decimal("0.075")},
+}
 GENERATION_MAX_RETRIES = env.int("GENERATION_MAX_RETRIES", default=4)
 # A message that kills its worker every time is dead-lettered after this many deliveries.
 GENERATION_MAX_DELIVERIES = env.int("GENERATION_MAX_DELIVERIES", default=5)

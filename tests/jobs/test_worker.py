@@ -47,7 +47,7 @@ def dead_letter_queue_size() -> int:
 
 def test_paid_job_streams_to_a_result(worker, stub, chain):
     stub.script("slow:1.5")
-    job = finished(pay(order(SkillFactory(model="claude-test-model")), chain))
+    job = finished(pay(order(SkillFactory(model="claude-opus-4-1")), chain))
     assert job.status == Job.Status.COMPLETED
     assert job.output_text.startswith("#") or job.output_text
     assert job.input_tokens > 0 and job.output_tokens > 0
@@ -62,7 +62,7 @@ def test_paid_job_streams_to_a_result(worker, stub, chain):
         "success",
     ]
     [request] = stub.requests
-    assert request["model"] == "claude-test-model"
+    assert request["model"] == "claude-opus-4-1"
     assert request["stream"] is True
     assert request["system"] == job.skill.system_prompt
 
