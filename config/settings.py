@@ -159,8 +159,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "payments"
 CELERY_TASK_ROUTES = {
     "jobs.run_generation": {"queue": "generation"},
-    "jobs.reap": {"queue": "generation"},
-    "jobs.dead_letter": {"queue": "dead_letter"},
+    "jobs.reap": {"queue": "reaper"},
+    "jobs.resume_held": {"queue": "reaper"},
     "payments.*": {"queue": "payments"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -208,11 +208,22 @@ else:
 # How often beat runs the periodic tasks, in seconds.
 CHAIN_SCAN_INTERVAL = env.float("CHAIN_SCAN_INTERVAL", default=3.0)
 REAPER_INTERVAL = env.float("REAPER_INTERVAL", default=30.0)
+# While jobs wait for the platform's AI key, how often a free call checks whether it works.
+PLATFORM_PROBE_INTERVAL = env.float("PLATFORM_PROBE_INTERVAL", default=60.0)
+
+
+def _every(seconds: float, task: str) -> dict:
+    # A run not started within its interval expires: after an outage beat's backlog is dropped,
+    # not replayed, and the next run does the same work.
+    return {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+
+
 CELERY_BEAT_SCHEDULE = {
-    "scan-transfers": {"task": "payments.scan_transfers", "schedule": CHAIN_SCAN_INTERVAL},
-    "recheck-payments": {"task": "payments.recheck_pending", "schedule": CHAIN_SCAN_INTERVAL},
-    "expire-invoices": {"task": "payments.expire_invoices", "schedule": 30.0},
-    "reap-jobs": {"task": "jobs.reap", "schedule": REAPER_INTERVAL},
+    "scan-transfers": _every(CHAIN_SCAN_INTERVAL, "payments.scan_transfers"),
+    "recheck-payments": _every(CHAIN_SCAN_INTERVAL, "payments.recheck_pending"),
+    "expire-invoices": _every(30.0, "payments.expire_invoices"),
+    "reap-jobs": _every(REAPER_INTERVAL, "jobs.reap"),
+    "resume-held-jobs": _every(PLATFORM_PROBE_INTERVAL, "jobs.resume_held"),
 }
 
 # ------------------------------------------------------------------------------

@@ -12,8 +12,12 @@ class JobEventInline(admin.TabularInline):
     model = JobEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "kind", "status", "message"]
+    fields = ["created_at", "kind", "status", "message", "detail"]
     readonly_fields = fields
+
+    @admin.display(description="detail (not shown to the buyer)")
+    def detail(self, obj) -> str:
+        return (obj.data or {}).get("detail", "")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -45,9 +49,9 @@ class JobAdmin(OwnedAdmin):
     readonly_fields = [
         "public_id", "skill", "buyer", "prompt", "status", "payment_mode",
         "price_usdc", "output_text", "output_json", "partial_text", "input_tokens",
-        "output_tokens", "attempts", "deliveries", "error", "lease_expires_at", "created_at",
-        "paid_at", "started_at", "delivered_at", "completed_at", "failed_at", "expired_at",
-        "disputed_at", "refunded_at",
+        "output_tokens", "attempts", "deliveries", "error", "error_detail", "lease_expires_at",
+        "requeued_at", "created_at", "paid_at", "started_at", "held_at", "delivered_at",
+        "completed_at", "failed_at", "expired_at", "disputed_at", "refunded_at",
     ]  # fmt: skip
     exclude = ["price", "claim_token"]
 

@@ -1,9 +1,13 @@
 """Reads for job pages and the status endpoint."""
 
+from datetime import datetime
+
 from django.db.models import Prefetch, Q
+from django.utils import timezone
 
 from jobs.buyers import browser_hash
 from jobs.models import Job, JobEvent
+from payments.models import Invoice
 
 MY_JOBS_LIMIT = 50
 
@@ -29,9 +33,30 @@ def my_jobs(*, user, browser_token: str) -> list[Job]:
     return list(jobs.order_by("-created_at")[:MY_JOBS_LIMIT])
 
 
+def content_released(job: Job) -> bool:
+    """Whether any of the job's answer may leave the server: text, JSON or a partial.
+
+    The one rule for every page, payload and API: only once the job's invoice is paid. Until
+    then (pay after delivery, or anything unpaid) buyers see progress, never content.
+    """
+    invoice = getattr(job, "invoice", None)
+    return invoice is not None and invoice.status == Invoice.Status.PAID
+
+
+def elapsed_seconds(job: Job, *, now: datetime | None = None) -> int | None:
+    """Return the seconds the run has taken so far (or took), None before it started."""
+    if job.started_at is None:
+        return None
+    end = job.delivered_at or job.completed_at or job.failed_at
+    if end is None or end < job.started_at:
+        end = now or timezone.now()
+    return max(int((end - job.started_at).total_seconds()), 0)
+
+
 def job_status_payload(job: Job) -> dict:
     """Return the job's live state: the /jobs/<uuid>/status.json contract."""
     invoice = getattr(job, "invoice", None)
+    released = content_released(job)
     payload = {
         "job": {
             "id": str(job.public_id),
@@ -40,7 +65,11 @@ def job_status_payload(job: Job) -> dict:
             "attempts": job.attempts,
             "input_tokens": job.input_tokens,
             "output_tokens": job.output_tokens,
-            "partial_text": job.partial_text if job.is_running else "",
+            # Progress, which is all an unpaid job shows.
+            "elapsed_seconds": elapsed_seconds(job),
+            "content_released": released,
+            "partial_text": job.partial_text if job.is_running and released else "",
+            # A fixed message per outcome; the detail stays in the admin.
             "error": job.error,
             "updated_at": job.updated_at.isoformat(),
         },

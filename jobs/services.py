@@ -16,6 +16,7 @@ S = Job.Status
 STAMPS = {
     S.PAID: "paid_at",
     S.IN_PROGRESS: "started_at",
+    S.HELD: "held_at",
     S.DELIVERED: "delivered_at",
     S.COMPLETED: "completed_at",
     S.FAILED: "failed_at",
@@ -26,6 +27,7 @@ STAMPS = {
 EVENTS = {
     S.PAID: JobEvent.Kind.PAID,
     S.IN_PROGRESS: JobEvent.Kind.PROCESSING,
+    S.HELD: JobEvent.Kind.HELD,
     S.DELIVERED: JobEvent.Kind.DELIVERED,
     S.COMPLETED: JobEvent.Kind.SUCCESS,
     S.FAILED: JobEvent.Kind.ERROR,
@@ -149,6 +151,7 @@ def job_retry(*, job: Job) -> Job:
         attempts=0,
         deliveries=0,
         error="",
+        error_detail="",
     )
     transaction.on_commit(lambda: enqueue_generation(job.pk), robust=True)
     return job

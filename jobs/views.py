@@ -26,14 +26,17 @@ def job_detail(request, public_id, tx_form: TxHashForm | None = None, status: in
     """The buyer's page: status, invoice, live progress, timeline and the result."""
     job = _job_or_404(public_id)
     invoice = getattr(job, "invoice", None)
+    released = selectors.content_released(job)
     context = {
         "job": job,
         "invoice": invoice,
+        "content_released": released,
+        "elapsed": selectors.elapsed_seconds(job),
         "events": job.events.all(),
         "payments": invoice.payments.all() if invoice else [],
         "tx_form": tx_form or TxHashForm(),
         "qr": qr_svg(invoice.payment_uri) if invoice and invoice.is_open else "",
-        "result": render_result(job) if job.result_visible else None,
+        "result": render_result(job) if released and job.has_result else None,
         "status_payload": selectors.job_status_payload(job),
     }
     return render(request, "jobs/detail.html", context, status=status)

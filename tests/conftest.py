@@ -142,7 +142,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "config", "worker",
-                "-Q", "generation,payments", "--pool", "threads", "--concurrency", "8",
+                "-Q", "generation,payments,reaper", "--pool", "threads", "--concurrency", "8",
                 "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
             ],
             cwd=ROOT,
@@ -181,7 +181,7 @@ def celery_worker_process(
     with django_db_blocker.unblock():
         url = database_url()
     with app.connection_for_write() as connection:
-        for queue in ("generation", "payments", "dead_letter"):
+        for queue in ("generation", "payments", "reaper"):
             connection.default_channel.queue_purge(queue)
     env = {**os.environ, **WORKER_ENV, "DATABASE_URL": url}
     env["ANTHROPIC_BASE_URL"] = anthropic_stub.base_url

@@ -6,9 +6,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from jobs import outcomes
 from jobs.generation import job_claim, job_generate, jobs_reap
 from jobs.models import DeadLetter, Job
-from jobs.output import InvalidOutput, extract_json, parse_output
+from jobs.output import EmptyAnswer, InvalidOutput, extract_json, parse_output
 from jobs.services import job_mark_paid
 from tests.factories import JsonSkillFactory, order
 
@@ -47,7 +48,8 @@ def test_a_job_that_keeps_killing_its_worker_is_dead_lettered(settings, stub):
     assert job_generate(job_id=job.pk) is None
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert "stopped its worker 3 times" in job.error
+    assert job.error == outcomes.FAILED
+    assert "stopped its worker 3 times" in job.error_detail
     assert DeadLetter.objects.filter(job=job).exists()
     assert stub.requests == []  # the poisoned job never reached the model again
 
@@ -60,7 +62,8 @@ def test_a_retryable_error_asks_for_a_retry_and_releases_the_claim(stub):
     assert retry is not None and retry.countdown >= 0
     assert job.status == Job.Status.IN_PROGRESS
     assert job.claim_token is None
-    assert "overloaded" in job.error
+    assert job.error == outcomes.RETRYING
+    assert "529" in job.error_detail and "overloaded" in job.error_detail
     assert job_generate(job_id=job.pk) is None  # the retry claims it and completes
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED
@@ -95,6 +98,6 @@ def test_json_output_is_validated_against_the_schema():
         parse_output(skill, '{"title": "x", "tags": "no"}')
 
 
-def test_empty_output_is_invalid():
-    with pytest.raises(InvalidOutput):
+def test_empty_output_is_an_empty_answer():
+    with pytest.raises(EmptyAnswer):
         parse_output(JsonSkillFactory.build(output_format="markdown"), "   ")
