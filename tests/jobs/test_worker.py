@@ -6,9 +6,10 @@ import pytest
 from django.urls import reverse
 
 from jobs import outcomes
-from jobs.generation import jobs_reap
+from jobs.generation import jobs_reap, jobs_resume_held
 from jobs.models import DeadLetter, Job, JobEvent
 from jobs.services import enqueue_generation
+from marketplace.models import OperatorAlert
 from payments import services as payment_services
 from tests.conftest import wait_for
 from tests.factories import JsonSkillFactory, OperatorFactory, SkillFactory, order
@@ -221,3 +222,69 @@ def test_pay_after_delivery_holds_the_result_until_the_invoice_is_paid(worker, s
     assert job.status == Job.Status.COMPLETED
     assert "Bonjour" in str(client.get(job.get_absolute_url()).context["result"].html)
     assert kinds(job)[-3:] == ["delivered", "payment-seen", "success"]
+
+
+def test_a_model_call_silent_for_longer_than_the_lease_completes_once(worker, stub, chain):
+    # A model may think for longer than a lease (3 s here) before its first token. Before, no
+    # text meant no renewal: the reaper handed the job to a second worker, and the model was
+    # called twice for one paid job.
+    stub.script("silent:8")
+    job = pay(order(), chain)
+
+    def done_while_reaping():
+        jobs_reap()  # the reaper runs all along, as beat would run it
+        job.refresh_from_db()
+        return job.status in DONE
+
+    wait_for(done_while_reaping, timeout=60, interval=0.5, what="the silent call to finish")
+    assert job.status == Job.Status.COMPLETED
+    assert len(stub.requests) == 1
+    assert job.deliveries == 1
+    assert kinds(job).count("success") == 1
+
+
+def test_an_unpaid_jobs_stream_never_reaches_its_page_or_status(worker, stub, chain, client):
+    skill = SkillFactory(payment_mode="on_completion")
+    stub.script("slow:4")
+    job = order(skill)
+    secret = "local Anthropic stub"  # a line of the stub's answer
+    status_url = reverse("jobs:status", args=[job.public_id])
+
+    def streaming():
+        job.refresh_from_db()
+        return job.status == Job.Status.IN_PROGRESS and secret in job.partial_text
+
+    wait_for(streaming, what="the answer to stream in")
+    for body in (client.get(status_url).content, client.get(job.get_absolute_url()).content):
+        assert secret not in body.decode()
+    payload = client.get(status_url).json()["job"]
+    assert payload["partial_text"] == "" and payload["output_tokens"] > 0
+
+    def delivered():
+        job.refresh_from_db()
+        return job.status == Job.Status.DELIVERED
+
+    wait_for(delivered, what="the result to be delivered")
+    for body in (client.get(status_url).content, client.get(job.get_absolute_url()).content):
+        assert secret not in body.decode()
+
+
+def test_jobs_held_by_a_refused_key_complete_once_it_works(worker, stub, chain):
+    stub.refuse_key(401)
+    jobs = [pay(order(), chain) for _ in range(3)]
+
+    def held():
+        return Job.objects.filter(pk__in=[j.pk for j in jobs], status=Job.Status.HELD).count()
+
+    wait_for(lambda: held() == 3, what="the jobs to be held")
+    refused_calls = len(stub.requests)
+    assert refused_calls == 3  # one model call each, none retried against a refused key
+
+    stub.accept_key()
+    assert jobs_resume_held() == 3  # what beat runs every PLATFORM_PROBE_INTERVAL
+    for job in jobs:
+        job = finished(job)
+        assert job.status == Job.Status.COMPLETED
+        assert kinds(job).count("success") == 1
+    assert len(stub.requests) - refused_calls == 3
+    assert not OperatorAlert.objects.filter(resolved_at__isnull=True).exists()
