@@ -63,7 +63,7 @@ def skill(slug: str, price: str, *, agent_slug: str = "bench-agent"):
             "category": Skill.Category.WRITING,
             "description": "Summarises text for the bench.",
             "system_prompt": "Summarise the user's text in three bullets.",
-            "model": "claude-bench",
+            "model": "claude-haiku-4-5",
             "max_output_tokens": 256,
             "price": Decimal(price),
         },
@@ -89,7 +89,7 @@ def catalog_fill(total: int) -> int:
                 category=list(Skill.Category.values)[n % len(Skill.Category.values)],
                 description=f"Catalog skill number {n}, for the query count.",
                 system_prompt="Answer briefly.",
-                model="claude-bench",
+                model="claude-haiku-4-5",
                 price=Decimal("1.500000"),
             )
         )

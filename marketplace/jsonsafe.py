@@ -7,9 +7,11 @@ that recurses nowhere, and parses only what is within bounds.
 """
 
 import json
+import re
 
 # Deeper than any schema or result a person reads; far below what the C stack can take.
 MAX_DEPTH = 64
+_STRUCTURE = re.compile(r'[\[\]{}"\\]')
 
 
 class JSONTooLarge(ValueError):
@@ -17,15 +19,21 @@ class JSONTooLarge(ValueError):
 
 
 def nesting_depth(text: str, *, stop_at: int | None = None) -> int:
-    """Return how deep brackets nest in `text`, outside JSON strings (stop once past `stop_at`)."""
+    """Return how deep brackets nest in `text`, outside JSON strings (stop once past `stop_at`).
+
+    Only brackets, quotes and backslashes are visited (found by a regex, in C), so a long
+    answer costs little.
+    """
     depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
+    in_string = False
+    escaped_at = -1  # the position a backslash inside a string makes literal
+    for match in _STRUCTURE.finditer(text):
+        position, char = match.start(), match.group()
+        if position == escaped_at:
+            continue
         if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
+            if char == "\\":
+                escaped_at = position + 1
             elif char == '"':
                 in_string = False
         elif char == '"':
