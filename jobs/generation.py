@@ -175,6 +175,13 @@ def _answer(skill: Skill, result: Result) -> Output:
 def _settle(job: Job, token: uuid.UUID, outcome: Outcome, task_id: str) -> Retry | None:
     """Act on a failed attempt's outcome: hold the job, fail it, or retry it with backoff."""
     logger.warning("Job %s: %s: %s", job.public_id, outcome.kind, outcome.detail)
+    try:
+        return _act_on(job, token, outcome, task_id)
+    except InvalidTransition:
+        return None  # the claim was lost meanwhile: its new holder decides
+
+
+def _act_on(job: Job, token: uuid.UUID, outcome: Outcome, task_id: str) -> Retry | None:
     if outcome.kind == Kind.HOLD:
         _hold(job, token, outcome)
         return None

@@ -1,6 +1,9 @@
 """Writes to jobs: ordering, the one status-changing service, and the timeline."""
 
+import logging
+
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -9,6 +12,7 @@ from jobs.errors import InvalidTransition, OrderError
 from jobs.models import TRANSITIONS, DeadLetter, Job, JobEvent
 from marketplace.models import PaymentMode, Skill
 
+logger = logging.getLogger(__name__)
 MAX_PROMPT_CHARS = 20_000
 
 S = Job.Status
@@ -103,6 +107,13 @@ def job_create(
         raise OrderError(f"Keep the input under {MAX_PROMPT_CHARS:,} characters.")
     if not (skill.is_active and skill.agent.is_active):
         raise OrderError("This skill is not available right now.")
+    try:
+        # The rules the admin enforces, again: a row written around them (a fixture, a model
+        # withdrawn from ALLOWED_MODELS since) must not become a free proxy to the AI key.
+        skill.clean()
+    except ValidationError as error:
+        logger.warning("Skill %s refused an order: %s", skill.pk, error.message_dict)
+        raise OrderError("This skill is not available right now.") from None
     price = skill.quote(prompt)
     with transaction.atomic():
         job = Job.objects.create(

@@ -12,6 +12,7 @@ from jobs.generation import CUT_NOTE, job_generate
 from jobs.models import DeadLetter, Job, JobEvent
 from jobs.outcomes import Kind, classify
 from jobs.services import job_mark_paid
+from marketplace.models import Skill
 from tests.factories import JsonSkillFactory, SkillFactory, order
 
 pytestmark = pytest.mark.django_db
@@ -148,7 +149,8 @@ def test_a_schema_that_cannot_run_fails_the_job_for_good_on_the_first_answer(stu
     # Saved before today's checks (or past them): {"$ref": "#"} made validation recurse
     # until RecursionError, which nothing caught, and the job looped.
     stub.set_default('text:{"a": 1}')
-    job = paid_job(JsonSkillFactory(json_schema={"$ref": "#"}))
+    job = paid_job(JsonSkillFactory())
+    Skill.objects.filter(pk=job.skill_id).update(json_schema={"$ref": "#"})
 
     retries = run(job)
 

@@ -237,3 +237,24 @@ def test_the_demo_catalog_validates(settings):
     assert len(skills) == 8
     for skill in skills:
         skill.full_clean()
+
+
+# ------------------------------------------------------------------------------
+# Orders
+# ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "written_around_the_admin",
+    [{"price": Decimal("0")}, {"model": "any-model"}, {"max_output_tokens": 10_000_000}],
+)
+def test_a_skill_stored_around_the_rules_takes_no_orders(client, written_around_the_admin):
+    # A fixture or a raw update skips the admin's form; ordering must not skip the rules.
+    skill = SkillFactory()
+    Skill.objects.filter(pk=skill.pk).update(**written_around_the_admin)
+
+    response = client.post(skill.get_absolute_url(), {"prompt": "Free answers, please."})
+
+    assert response.status_code == 400
+    assert b"not available right now" in response.content
+    assert not skill.jobs.exists()
