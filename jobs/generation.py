@@ -316,7 +316,6 @@ def _hold(job: Job, token: uuid.UUID, outcome: Outcome) -> None:
             partial_text="",
             claim_token=None,
             lease_expires_at=None,
-            requeued_at=None,  # a resume may queue it as soon as the key works
         )
         alert_raise(
             kind=OperatorAlert.Kind.AI_PLATFORM,

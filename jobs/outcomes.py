@@ -25,6 +25,10 @@ class Kind(StrEnum):
 
 # The buyer's fixed messages.
 RETRYING = "The AI service had a temporary problem. The job is being tried again."
+RETRYING_FORMAT = (
+    "The model's answer did not match the format this skill promises. The job is being tried again."
+)
+RETRYING_EMPTY = "The model returned an empty answer. The job is being tried again."
 HELD = (
     "Waiting for the platform: the AI service is not accepting the platform's requests right "
     "now. The job is saved and resumes by itself."
@@ -57,8 +61,7 @@ class Outcome:
 
 def classify(error: BaseException) -> Outcome:
     """Return the outcome of `error`, raised by the model call, the checks or the save."""
-    trace = traceback.format_exception(error)
-    trace = "".join(trace)
+    trace = "".join(traceback.format_exception(error))
     match error:
         case PlatformUnavailable():
             return Outcome(Kind.HOLD, HELD, error.detail, "platform", trace)
@@ -69,9 +72,9 @@ def classify(error: BaseException) -> Outcome:
         case SkillUnusable():
             return Outcome(Kind.FAIL, SKILL_BROKEN, error.detail, "skill", trace)
         case EmptyAnswer():
-            return Outcome(Kind.RETRY_ONCE, RETRYING, error.detail, "empty", trace)
+            return Outcome(Kind.RETRY_ONCE, RETRYING_EMPTY, error.detail, "empty", trace)
         case InvalidOutput():
-            return Outcome(Kind.RETRY, RETRYING, error.detail, "invalid_output", trace)
+            return Outcome(Kind.RETRY, RETRYING_FORMAT, error.detail, "invalid_output", trace)
         case GenerationError() if error.retryable:
             return Outcome(Kind.RETRY, RETRYING, error.detail, "transient", trace)
         case GenerationError():
