@@ -184,7 +184,7 @@
     if (elapsed) {
       var seconds = job.elapsed_seconds;
       elapsed.hidden = seconds === null || seconds === undefined;
-      if (!elapsed.hidden) elapsed.textContent = formatInt(seconds) + " s";
+      if (!elapsed.hidden) elapsed.textContent = formatInt(seconds) + " s elapsed";
     }
     var attempts = document.getElementById("attempts");
     if (attempts) attempts.textContent = job.attempts > 1 ? " Attempt " + job.attempts + "." : "";
