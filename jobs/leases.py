@@ -9,6 +9,7 @@ renewed in time, is lost: its model call is abandoned at once, so a job is never
 two workers at a time.
 """
 
+import contextlib
 import logging
 import threading
 import time
@@ -83,18 +84,25 @@ class LeaseKeeper:
     def _run(self) -> None:
         while True:
             time.sleep(self._tick())
-            with self._lock:
-                leases = list(self._leases.values())
-            due = [lease for lease in leases if self._due(lease)]
-            if not due:
-                continue
             try:
-                self.renew(due)
-            except Exception:
-                logger.warning("Could not renew %d job lease(s)", len(due), exc_info=True)
-                self._lose_overdue(due)
-            finally:
-                # One short connection per renewal: this thread never keeps one open.
+                self._renew_due()
+            except Exception:  # the keeper must outlive any one round
+                logger.exception("The lease keeper failed a round")
+
+    def _renew_due(self) -> None:
+        with self._lock:
+            leases = list(self._leases.values())
+        due = [lease for lease in leases if self._due(lease)]
+        if not due:
+            return
+        try:
+            self.renew(due)
+        except Exception:
+            logger.warning("Could not renew %d job lease(s)", len(due), exc_info=True)
+            self._lose_overdue(due)
+        finally:
+            # One short connection per renewal: this thread never keeps one open.
+            with contextlib.suppress(Exception):
                 connection.close()
 
     @staticmethod
