@@ -8,11 +8,17 @@ from django.db import connection
 
 from jobs.generation import job_generate
 from jobs.models import Job
-from jobs.services import job_mark_paid
+from jobs.services import job_transition
 from tests.conftest import wait_for
 from tests.factories import order
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def paid_job() -> Job:
+    """A paid job with no message queued: only this test's thread may run it (the session's
+    Celery worker may be consuming the generation queue)."""
+    return job_transition(job=order(), to=Job.Status.PAID)
 
 
 def generate_in_a_thread(job: Job, returned: list) -> threading.Thread:
@@ -32,7 +38,7 @@ def generate_in_a_thread(job: Job, returned: list) -> threading.Thread:
 def test_a_worker_that_loses_its_claim_abandons_its_silent_model_call(stub, settings):
     settings.JOB_LEASE_SECONDS = 3  # renewed every second
     stub.script("silent:120")  # the model says nothing for two minutes
-    job = job_mark_paid(job=order())
+    job = paid_job()
     returned = []
     worker = generate_in_a_thread(job, returned)
     wait_for(lambda: stub.requests, what="the model call to start")
@@ -53,7 +59,7 @@ def test_a_worker_that_loses_its_claim_abandons_its_silent_model_call(stub, sett
 def test_a_silent_call_keeps_its_lease_renewed(stub, settings):
     settings.JOB_LEASE_SECONDS = 3
     stub.script("silent:5")
-    job = job_mark_paid(job=order())
+    job = paid_job()
     worker = generate_in_a_thread(job, [])
     wait_for(lambda: stub.requests, what="the model call to start")
     first = Job.objects.get(pk=job.pk).lease_expires_at
