@@ -470,7 +470,7 @@ class Bench:
         self.step(f"4. pages: ordering {total} jobs to pay over HTTP")
         refs = seed.jobs_create(self.skills["pages"], total)
         seed.transfers_make(self.chain, refs)
-        open_job = job_create(skill=self.skills["pages"], prompt=seed.PROMPT, buyer_session="b")
+        open_job = job_create(skill=self.skills["pages"], prompt=seed.PROMPT, browser_token="b")
         completed = self.latency_refs[len(self.latency_refs) // 2]
         self.step("4. pages: collectstatic, gunicorn")
         manage(self.web_env, "collectstatic", "--noinput", log_dir=self.stack.log_dir)
@@ -660,7 +660,7 @@ class Bench:
         completed = self.latency_refs[0]
         from jobs.services import job_create
 
-        open_job = job_create(skill=self.skills["pages"], prompt=seed.PROMPT, buyer_session="q")
+        open_job = job_create(skill=self.skills["pages"], prompt=seed.PROMPT, browser_token="q")
         paths = {
             "catalog": "/",
             "job_page_completed": f"/jobs/{completed.public_id}/",

@@ -63,7 +63,7 @@ def skill(slug: str, price: str, *, agent_slug: str = "bench-agent"):
             "category": Skill.Category.WRITING,
             "description": "Summarises text for the bench.",
             "system_prompt": "Summarise the user's text in three bullets.",
-            "model": "claude-bench",
+            "model": "claude-haiku-4-5",
             "max_output_tokens": 256,
             "price": Decimal(price),
         },
@@ -89,7 +89,7 @@ def catalog_fill(total: int) -> int:
                 category=list(Skill.Category.values)[n % len(Skill.Category.values)],
                 description=f"Catalog skill number {n}, for the query count.",
                 system_prompt="Answer briefly.",
-                model="claude-bench",
+                model="claude-haiku-4-5",
                 price=Decimal("1.500000"),
             )
         )
@@ -103,7 +103,7 @@ def jobs_create(skill_obj, count: int, *, threads: int = 3, prompt_for=None) -> 
 
     def one(i: int) -> JobRef:
         prompt = prompt_for(i) if prompt_for else f"{PROMPT} ({i})"
-        job = job_create(skill=skill_obj, prompt=prompt, buyer_session="bench")
+        job = job_create(skill=skill_obj, prompt=prompt, browser_token="bench")
         return JobRef(job.pk, str(job.public_id), job.invoice.amount_units)
 
     def batch(indices) -> list[JobRef]:

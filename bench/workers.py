@@ -23,7 +23,7 @@ def worker_start(
     *,
     app: str = "config",
     name: str,
-    queues: str = "generation,payments",
+    queues: str = "generation,payments,reaper",
     concurrency: int = 100,
     log: str | None = None,
 ) -> Proc:

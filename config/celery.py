@@ -9,5 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("vendo")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("payments"), Queue("generation"), Queue("dead_letter"))
+# The reaper has a queue of its own: behind a generation backlog it would come too late to
+# repair it. Dead letters live in the database (jobs.DeadLetter), not in a queue.
+app.conf.task_queues = (Queue("payments"), Queue("generation"), Queue("reaper"))
 app.autodiscover_tasks()

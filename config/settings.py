@@ -147,8 +147,13 @@ STORAGES = {
 # ------------------------------------------------------------------------------
 # Security (https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/)
 # ------------------------------------------------------------------------------
-if not DEBUG:
+# Trust X-Forwarded-Proto only when a proxy that sets it (and strips the client's) is in front:
+# without one, any client could claim https.
+# https://docs.djangoproject.com/en/5.2/ref/settings/#secure-proxy-ssl-header
+BEHIND_PROXY = env.bool("BEHIND_PROXY", default=False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -238,8 +243,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "payments"
 CELERY_TASK_ROUTES = {
     "jobs.run_generation": {"queue": "generation"},
-    "jobs.reap": {"queue": "generation"},
-    "jobs.dead_letter": {"queue": "dead_letter"},
+    "jobs.reap": {"queue": "reaper"},
+    "jobs.resume_held": {"queue": "reaper"},
     "payments.*": {"queue": "payments"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -354,11 +359,27 @@ UNMATCHED_REFUND_MINIMUM = Decimal(env("UNMATCHED_REFUND_MINIMUM", default="0.10
 # ------------------------------------------------------------------------------
 # Generation
 # ------------------------------------------------------------------------------
-AI_BACKEND = env("AI_BACKEND", default="offline")
+# Production has no default: the offline sampler must never answer paying buyers by accident.
+AI_BACKEND = env("AI_BACKEND", default="offline" if DEBUG else None)
+if AI_BACKEND is None:
+    raise ImproperlyConfigured(
+        "Set AI_BACKEND (anthropic, or offline for a demo): it has no default when DEBUG is off."
+    )
+if AI_BACKEND not in {"anthropic", "offline"}:
+    raise ImproperlyConfigured(f"Unknown AI_BACKEND {AI_BACKEND!r}: use anthropic or offline.")
 ANTHROPIC_API_KEY = env("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env("ANTHROPIC_BASE_URL", default=None)
 if AI_BACKEND == "anthropic" and not ANTHROPIC_API_KEY:
     raise ImproperlyConfigured("AI_BACKEND=anthropic needs ANTHROPIC_API_KEY.")
+# The models a skill may use, each with its output-token limit and what 1,000 output tokens
+# cost the platform in USDC (Anthropic's list prices,
+# https://docs.anthropic.com/en/docs/about-claude/models/overview). A skill's price must cover
+# that cost; a model missing here cannot be chosen (Skill.clean()).
+ALLOWED_MODELS = {
+    "claude-sonnet-4-5": {"max_output_tokens": 64_000, "cost_per_1k_output": Decimal("0.015")},
+    "claude-haiku-4-5": {"max_output_tokens": 64_000, "cost_per_1k_output": Decimal("0.005")},
+    "claude-opus-4-1": {"max_output_tokens": 32_000, "cost_per_1k_output": Decimal("0.075")},
+}
 GENERATION_MAX_RETRIES = env.int("GENERATION_MAX_RETRIES", default=4)
 # A message that kills its worker every time is dead-lettered after this many deliveries.
 GENERATION_MAX_DELIVERIES = env.int("GENERATION_MAX_DELIVERIES", default=5)
@@ -378,16 +399,26 @@ PARTIAL_SAVE_INTERVAL = env.float("PARTIAL_SAVE_INTERVAL", default=0.5)
 # ------------------------------------------------------------------------------
 # Periodic tasks (celery beat), in seconds
 # ------------------------------------------------------------------------------
-# How often beat runs the periodic tasks, in seconds.
 CHAIN_SCAN_INTERVAL = env.float("CHAIN_SCAN_INTERVAL", default=3.0)
 REAPER_INTERVAL = env.float("REAPER_INTERVAL", default=30.0)
+# While jobs wait for the platform's AI key, how often a free call checks whether it works.
+PLATFORM_PROBE_INTERVAL = env.float("PLATFORM_PROBE_INTERVAL", default=60.0)
+
+
+def _every(seconds: float, task: str) -> dict:
+    # A run not started within its interval expires: after an outage beat's backlog is dropped,
+    # not replayed, and the next run does the same work.
+    return {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+
+
 CELERY_BEAT_SCHEDULE = {
-    "scan-transfers": {"task": "payments.scan_transfers", "schedule": CHAIN_SCAN_INTERVAL},
-    "recheck-payments": {"task": "payments.recheck_pending", "schedule": CHAIN_SCAN_INTERVAL},
-    "advance-transfers": {"task": "payments.advance_transfers", "schedule": CHAIN_SCAN_INTERVAL},
-    "expire-invoices": {"task": "payments.expire_invoices", "schedule": 10.0},
-    "refund-unmatched": {"task": "payments.refund_unmatched", "schedule": 600.0},
-    "queue-payouts": {"task": "payments.queue_payouts", "schedule": PAYOUT_INTERVAL_SECONDS},
-    "settle-jobs": {"task": "jobs.settle", "schedule": 10.0},
-    "reap-jobs": {"task": "jobs.reap", "schedule": REAPER_INTERVAL},
+    "scan-transfers": _every(CHAIN_SCAN_INTERVAL, "payments.scan_transfers"),
+    "recheck-payments": _every(CHAIN_SCAN_INTERVAL, "payments.recheck_pending"),
+    "advance-transfers": _every(CHAIN_SCAN_INTERVAL, "payments.advance_transfers"),
+    "expire-invoices": _every(10.0, "payments.expire_invoices"),
+    "refund-unmatched": _every(600.0, "payments.refund_unmatched"),
+    "queue-payouts": _every(PAYOUT_INTERVAL_SECONDS, "payments.queue_payouts"),
+    "settle-jobs": _every(10.0, "jobs.settle"),
+    "reap-jobs": _every(REAPER_INTERVAL, "jobs.reap"),
+    "resume-held-jobs": _every(PLATFORM_PROBE_INTERVAL, "jobs.resume_held"),
 }

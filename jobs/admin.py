@@ -36,8 +36,12 @@ class JobEventInline(admin.TabularInline):
     model = JobEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "kind", "status", "message"]
+    fields = ["created_at", "kind", "status", "message", "detail"]
     readonly_fields = fields
+
+    @admin.display(description="detail (not shown to the buyer)")
+    def detail(self, obj) -> str:
+        return (obj.data or {}).get("detail", "")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -66,11 +70,11 @@ class JobAdmin(OwnedAdmin):
     raw_id_fields = ["buyer", "invoice"]
     # Everything on a job is written by the system; the admin reads it and acts through actions.
     readonly_fields = [
-        "public_id", "skill", "invoice", "buyer", "buyer_session", "prompt", "status",
-        "payment_mode", "price_usdc", "output_text", "output_json", "partial_text", "input_tokens",
-        "output_tokens", "attempts", "deliveries", "error", "lease_expires_at", "created_at",
-        "paid_at", "started_at", "delivered_at", "completed_at", "failed_at", "expired_at",
-        "disputed_at", "refunded_at",
+        "public_id", "skill", "invoice", "buyer", "prompt", "status", "payment_mode",
+        "price_usdc", "output_text", "output_json", "partial_text", "input_tokens",
+        "output_tokens", "attempts", "deliveries", "error", "error_detail", "lease_expires_at",
+        "requeued_at", "created_at", "paid_at", "started_at", "held_at", "delivered_at",
+        "completed_at", "failed_at", "expired_at", "disputed_at", "refunded_at",
     ]  # fmt: skip
     exclude = ["price", "claim_token"]
 
@@ -79,6 +83,15 @@ class JobAdmin(OwnedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    # Providers never learn who bought: only operators see the buyer.
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return [f for f in fields if f != "buyer"] if is_provider(request.user) else fields
+
+    def get_exclude(self, request, obj=None):
+        exclude = list(super().get_exclude(request, obj) or [])
+        return [*exclude, "buyer"] if is_provider(request.user) else exclude
 
     def get_actions(self, request):
         actions = super().get_actions(request)

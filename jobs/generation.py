@@ -4,32 +4,53 @@ No database transaction stays open across the model call: the claim commits firs
 saves are single updates, and the result is written in its own atomic block, conditional on
 the claim still being ours. A redelivered message, a reaped job or a replay therefore never
 records a second result.
+
+Every exception around the model call, the checks and the save ends in one classified outcome
+(jobs.outcomes): retried with backoff, failed for good, or held until the platform's AI key
+works again. None leaves the job claimed for its lease to lapse and the model to be called
+again. While the call is open the process's lease keeper (jobs.leases) renews the job's lease,
+text or no text, and abandons the call if the claim is lost.
 """
 
 import logging
 import random
 import time
-import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from jobs import ai
-from jobs.ai.base import GenerationError, Request, RetryableGenerationError
+from jobs import ai, outcomes
+from jobs.ai.base import (
+    GenerationError,
+    PlatformUnavailable,
+    Request,
+    Result,
+    RetryableGenerationError,
+)
+from jobs.errors import InvalidTransition
+from jobs.leases import KEEPER, Lease
 from jobs.models import DeadLetter, Job, JobEvent
-from jobs.output import InvalidOutput, parse_output, system_prompt
-from jobs.services import job_event, job_transition
+from jobs.outcomes import AnswerTooLong, Kind, Outcome, Refusal, classify, failed_message
+from jobs.output import Output, parse_output, system_prompt
+from jobs.services import job_event, job_mark_paid, job_transition
 from jobs.settlement import job_refund_failed, job_settle
+from marketplace.models import OperatorAlert, Skill
+from marketplace.services import alert_clear, alert_raise
 from payments.services.invoices import invoice_lock, invoice_start_clock
 
 logger = logging.getLogger(__name__)
 TASK_NAME = "jobs.run_generation"
 RETRY_MAX_SECONDS = 60.0
+# Appended to a Markdown answer that stopped at the skill's output limit.
+CUT_NOTE = (
+    "\n\n---\n\n*Cut short: this answer reached the skill's limit of {limit:,} output tokens.*\n"
+)
+# The database's transient troubles: the task retries them (jobs.tasks), the job stays safe.
+DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 @dataclass(frozen=True)
@@ -50,9 +71,11 @@ def job_claim(*, job_id: int) -> tuple[Job, uuid.UUID] | None:
     if job is None or not job.is_claimable(now):
         return None
     # A running job with a claim but no live lease was abandoned: its worker died. Only first
-    # deliveries and such recoveries count, so retries never look like a poisoned message.
+    # deliveries and such recoveries count, so retries and resumes after a hold never look
+    # like a poisoned message.
     abandoned = job.status == Job.Status.IN_PROGRESS and job.claim_token is not None
-    fresh = job.status != Job.Status.IN_PROGRESS
+    resumed = job.status == Job.Status.HELD
+    fresh = job.status not in {Job.Status.IN_PROGRESS, Job.Status.HELD}
     changes = {
         "status": Job.Status.IN_PROGRESS,
         "claim_token": uuid.uuid4(),
@@ -72,6 +95,12 @@ def job_claim(*, job_id: int) -> tuple[Job, uuid.UUID] | None:
         setattr(job, name, value)
     if fresh:
         job_event(job=job, kind=JobEvent.Kind.PROCESSING, message="A worker started the job.")
+    elif resumed:
+        job_event(
+            job=job,
+            kind=JobEvent.Kind.PROCESSING,
+            message="Resumed: the platform accepts requests again.",
+        )
     elif abandoned:
         job_event(
             job=job,
@@ -88,9 +117,18 @@ def job_generate(*, job_id: int, task_id: str = "") -> Retry | None:
         return None
     job, token = claim
     if job.deliveries > settings.GENERATION_MAX_DELIVERIES:
-        _fail(job, token, f"The job stopped its worker {job.deliveries - 1} times.", "", task_id)
+        detail = f"The job stopped its worker {job.deliveries - 1} times."
+        _fail(job, token, outcomes.FAILED, "", task_id, detail=detail)
         return None
-    progress = _Progress(job, token)
+    lease = KEEPER.hold(job_id=job.pk, token=token)
+    try:
+        return _run(job, token, lease, task_id)
+    finally:
+        KEEPER.release(lease)
+
+
+def _run(job: Job, token: uuid.UUID, lease: Lease, task_id: str) -> Retry | None:
+    """Make the one model call of this attempt, check the answer, save it; settle any fault."""
     try:
         result = ai.get_backend().generate(
             Request(
@@ -99,49 +137,105 @@ def job_generate(*, job_id: int, task_id: str = "") -> Retry | None:
                 prompt=job.prompt,
                 max_tokens=job.skill.max_output_tokens,
             ),
-            progress,
+            _Progress(job, token, lease),
         )
-        output = parse_output(job.skill, result.text)
-    except LostClaim:
+        output = _answer(job.skill, result)
+    except DATABASE_DOWN:
+        raise
+    except Exception as error:
+        if isinstance(error, LostClaim) or lease.lost.is_set():
+            return None  # another worker holds the job now
+        return _settle(job, token, classify(error), task_id)
+    if lease.lost.is_set():
         return None
-    except SoftTimeLimitExceeded:
-        return _retry_or_fail(job, token, "The model took too long to answer.", task_id)
-    except RetryableGenerationError as error:
-        return _retry_or_fail(job, token, error.message, task_id)
-    except InvalidOutput as error:
-        return _retry_or_fail(job, token, error.message, task_id)
-    except GenerationError as error:
-        _fail(job, token, error.message, traceback.format_exc(), task_id)
-        return None
-    _complete(job, token, output, result.input_tokens, result.output_tokens)
+    try:
+        _complete(job, token, output, result.input_tokens, result.output_tokens)
+    except InvalidTransition:
+        return None  # the claim was lost meanwhile: the result belongs to its new holder
+    except DATABASE_DOWN:
+        raise
+    except Exception as error:
+        return _settle(job, token, classify(error), task_id)
     return None
 
 
-class _Progress:
-    """Save partial output and renew the lease as text streams in, at most twice a second."""
+def _answer(skill: Skill, result: Result) -> Output:
+    """Check why the model stopped, and what it wrote; return the output to save."""
+    text = result.text.replace("\x00", "")  # PostgreSQL text holds no NUL
+    if result.stop_reason == "refusal":
+        raise Refusal(f"The model refused to answer (stop_reason refusal, {len(text)} characters).")
+    if result.stop_reason == "max_tokens" and text.strip():
+        if skill.output_format == Skill.OutputFormat.JSON:
+            raise AnswerTooLong(
+                f"The answer reached the skill's limit of {skill.max_output_tokens} output "
+                "tokens (stop_reason max_tokens): its JSON document is cut."
+            )
+        text += CUT_NOTE.format(limit=skill.max_output_tokens)
+    return parse_output(skill, text)
 
-    def __init__(self, job: Job, token: uuid.UUID) -> None:
-        self.job, self.token = job, token
+
+def _settle(job: Job, token: uuid.UUID, outcome: Outcome, task_id: str) -> Retry | None:
+    """Act on a failed attempt's outcome: hold the job, fail it, or retry it with backoff."""
+    logger.warning("Job %s: %s: %s", job.public_id, outcome.kind, outcome.detail)
+    try:
+        return _act_on(job, token, outcome, task_id)
+    except InvalidTransition:
+        return None  # the claim was lost meanwhile: its new holder decides
+
+
+def _act_on(job: Job, token: uuid.UUID, outcome: Outcome, task_id: str) -> Retry | None:
+    if outcome.kind == Kind.HOLD:
+        _hold(job, token, outcome)
+        return None
+    if outcome.kind == Kind.FAIL:
+        _fail(job, token, outcome.public, outcome.trace, task_id, detail=outcome.detail)
+        return None
+    if (
+        outcome.kind == Kind.RETRY_ONCE
+        and job.events.filter(kind=JobEvent.Kind.RETRYING, data__reason=outcome.reason).exists()
+    ):
+        detail = f"{outcome.detail} Again after one retry."
+        _fail(job, token, failed_message(outcome), outcome.trace, task_id, detail=detail)
+        return None
+    return _retry_or_fail(job, token, outcome, task_id)
+
+
+class _Progress:
+    """Save partial output as text streams in, at most twice a second; stop if the job is lost."""
+
+    def __init__(self, job: Job, token: uuid.UUID, lease: Lease) -> None:
+        self.job, self.token, self.lease = job, token, lease
         self.saved_at = 0.0
         self.started = False
         # Celery's thread pool enforces no time limits, and a trickling stream never trips the
         # read timeout: this deadline bounds the whole call.
         self.deadline = time.monotonic() + settings.GENERATION_TIMEOUT
 
+    def watch(self, abandon) -> None:
+        self.lease.watch(abandon)
+
     def __call__(self, text: str, input_tokens: int, output_tokens: int) -> None:
+        if self.lease.lost.is_set():
+            raise LostClaim()
         now = time.monotonic()
         if now > self.deadline:
             raise RetryableGenerationError("The model took too long to answer.")
         if now - self.saved_at < settings.PARTIAL_SAVE_INTERVAL:
             return
         self.saved_at = now
-        saved = Job.objects.filter(pk=self.job.pk, claim_token=self.token).update(
-            partial_text=text,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
-        )
+        try:
+            saved = Job.objects.filter(pk=self.job.pk, claim_token=self.token).update(
+                partial_text=text.replace("\x00", ""),
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                lease_expires_at=timezone.now() + timedelta(seconds=settings.JOB_LEASE_SECONDS),
+            )
+        except DatabaseError as error:
+            # Partial output is a courtesy; the lease keeper holds the job meanwhile.
+            logger.warning("Job %s: partial output not saved: %s", self.job.public_id, error)
+            return
         if not saved:
+            self.lease.lose()
             raise LostClaim()
         if not self.started:
             self.started = True
@@ -168,6 +262,7 @@ def _complete(job: Job, token: uuid.UUID, output, input_tokens: int, output_toke
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             error="",
+            error_detail="",
             claim_token=None,
             lease_expires_at=None,
         )
@@ -175,14 +270,15 @@ def _complete(job: Job, token: uuid.UUID, output, input_tokens: int, output_toke
             job_settle(job=job)
 
 
-def _retry_or_fail(job: Job, token: uuid.UUID, message: str, task_id: str) -> Retry | None:
+def _retry_or_fail(job: Job, token: uuid.UUID, outcome: Outcome, task_id: str) -> Retry | None:
     if job.attempts > settings.GENERATION_MAX_RETRIES:
         _fail(
             job,
             token,
-            f"{message} Gave up after {job.attempts} attempts.",
-            traceback.format_exc(),
+            failed_message(outcome),
+            outcome.trace,
             task_id,
+            detail=f"{outcome.detail} Gave up after {job.attempts} attempts.",
         )
         return None
     base = settings.GENERATION_RETRY_BASE * 2 ** (job.attempts - 1)
@@ -191,7 +287,8 @@ def _retry_or_fail(job: Job, token: uuid.UUID, message: str, task_id: str) -> Re
     with transaction.atomic():
         released = Job.objects.filter(pk=job.pk, claim_token=token).update(
             claim_token=None,
-            error=message,
+            error=outcome.public,
+            error_detail=outcome.detail,
             lease_expires_at=timezone.now()
             + timedelta(seconds=countdown + settings.JOB_LEASE_SECONDS),
         )
@@ -199,13 +296,37 @@ def _retry_or_fail(job: Job, token: uuid.UUID, message: str, task_id: str) -> Re
             job_event(
                 job=job,
                 kind=JobEvent.Kind.RETRYING,
-                message=f"{message} Attempt {job.attempts + 1} in {countdown:.1f} s.",
+                message=f"{outcome.public} Attempt {job.attempts + 1} in {countdown:.1f} s.",
+                data={"reason": outcome.reason, "detail": outcome.detail},
             )
     return Retry(countdown=countdown) if released else None
 
 
-def _fail(job: Job, token: uuid.UUID, message: str, trace: str, task_id: str) -> None:
-    """Fail the job for good: refunds of what was paid, a DeadLetter row, a dead_letter message."""
+def _hold(job: Job, token: uuid.UUID, outcome: Outcome) -> None:
+    """Put the job on hold until the platform's key works again, and tell the operators."""
+    with transaction.atomic():
+        job_transition(
+            job=job,
+            to=Job.Status.HELD,
+            guard={"claim_token": token},
+            message=outcome.public,
+            error=outcome.public,
+            error_detail=outcome.detail,
+            partial_text="",
+            claim_token=None,
+            lease_expires_at=None,
+        )
+        alert_raise(
+            kind=OperatorAlert.Kind.AI_PLATFORM,
+            message=f"{outcome.detail} Paid jobs wait and resume once the key works.",
+        )
+
+
+def _fail(
+    job: Job, token: uuid.UUID, message: str, trace: str, task_id: str, *, detail: str = ""
+) -> None:
+    """Fail the job for good: what was paid goes back, and a DeadLetter row operators can
+    replay."""
     with transaction.atomic():
         invoice = invoice_lock(invoice_id=job.invoice_id)
         job.invoice = invoice
@@ -215,51 +336,35 @@ def _fail(job: Job, token: uuid.UUID, message: str, trace: str, task_id: str) ->
             guard={"claim_token": token},
             message=message,
             error=message,
+            error_detail=detail,
             partial_text="",
             claim_token=None,
             lease_expires_at=None,
         )
         job_refund_failed(job=job, invoice=invoice)
-        dead_letter = DeadLetter.objects.create(
+        DeadLetter.objects.create(
             job=job,
             task_name=TASK_NAME,
             task_id=task_id,
             args=[job.pk],
-            exception=message,
+            exception=detail or message,
             traceback=trace if trace.strip() != "NoneType: None" else "",
             attempts=job.attempts,
         )
-        transaction.on_commit(lambda: _publish_dead_letter(dead_letter), robust=True)
-    logger.warning("Job %s failed: %s", job.public_id, message)
-
-
-def _publish_dead_letter(dead_letter: DeadLetter) -> None:
-    from jobs.tasks import dead_letter as dead_letter_task
-
-    dead_letter_task.apply_async(
-        kwargs={
-            "dead_letter_id": dead_letter.pk,
-            "task_name": dead_letter.task_name,
-            "args": dead_letter.args,
-            "exception": dead_letter.exception,
-        },
-        queue="dead_letter",
-    )
+    logger.warning("Job %s failed: %s", job.public_id, detail or message)
 
 
 def jobs_reap() -> int:
-    """Queue again the jobs whose message was lost or whose worker died; release held
-    results whose invoice was paid meanwhile."""
-    from jobs.services import enqueue_generation, job_mark_paid
+    """Queue again the jobs whose message was lost or whose worker died, and complete held
+    results whose invoice was paid meanwhile.
 
+    A job is queued again at most once per REQUEUE_PAID_AFTER: after an outage the queue may
+    hold a backlog, and a message behind it is not lost, only late.
+    """
     now = timezone.now()
     stuck = Job.objects.stuck_unstarted(before=now - timedelta(seconds=settings.REQUEUE_PAID_AFTER))
     abandoned = Job.objects.lease_expired(now=now)
-    job_ids = list(stuck.values_list("pk", flat=True)) + list(
-        abandoned.values_list("pk", flat=True)
-    )
-    for job_id in job_ids:
-        enqueue_generation(job_id)
+    job_ids = _requeue(stuck | abandoned, now=now)
     if job_ids:
         logger.info("Reaper queued %d job(s) again: %s", len(job_ids), job_ids)
     for job in Job.objects.delivered_and_paid().select_related("skill__agent"):
@@ -269,3 +374,41 @@ def jobs_reap() -> int:
             if job.invoice.is_paid:
                 job_mark_paid(job=job)
     return len(job_ids)
+
+
+def jobs_resume_held() -> int:
+    """While jobs wait for the platform, probe its AI key; once it works, queue them again."""
+    alert = OperatorAlert.objects.filter(
+        kind=OperatorAlert.Kind.AI_PLATFORM, resolved_at__isnull=True
+    )
+    if not alert.exists() and not Job.objects.held().exists():
+        return 0
+    try:
+        ai.get_backend().probe()
+    except PlatformUnavailable as error:
+        logger.warning("The AI platform still refuses the key: %s", error.detail)
+        return 0
+    except GenerationError as error:
+        logger.warning("The AI platform could not be probed: %s", error.detail)
+        return 0
+    alert_clear(kind=OperatorAlert.Kind.AI_PLATFORM)
+    job_ids = _requeue(Job.objects.held(), now=timezone.now())
+    if job_ids:
+        logger.info("The AI platform works again: queued %d held job(s)", len(job_ids))
+    return len(job_ids)
+
+
+def _requeue(jobs, *, now) -> list[int]:
+    """Queue each of `jobs` not queued again within REQUEUE_PAID_AFTER; return their ids.
+
+    The stamp is a conditional update per job, so two reapers at once queue a job once.
+    """
+    from jobs.services import enqueue_generation
+
+    since = now - timedelta(seconds=settings.REQUEUE_PAID_AFTER)
+    queued = []
+    for job_id in jobs.not_requeued_since(since).values_list("pk", flat=True):
+        if Job.objects.filter(pk=job_id).not_requeued_since(since).update(requeued_at=now):
+            enqueue_generation(job_id)
+            queued.append(job_id)
+    return queued

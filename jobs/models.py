@@ -31,6 +31,14 @@ class JobQuerySet(models.QuerySet):
         """Running jobs whose worker stopped renewing its lease (it died)."""
         return self.filter(status=Job.Status.IN_PROGRESS, lease_expires_at__lt=now)
 
+    def held(self):
+        """Jobs waiting for the platform's AI key to work again."""
+        return self.filter(status=Job.Status.HELD)
+
+    def not_requeued_since(self, when):
+        """Jobs the reaper (or a resume) has not queued again since `when`."""
+        return self.filter(models.Q(requeued_at__isnull=True) | models.Q(requeued_at__lt=when))
+
 
 class Job(models.Model):
     class Status(models.TextChoices):
@@ -40,6 +48,8 @@ class Job(models.Model):
         PAID = "paid", "Paid, queued"
         # A worker is generating the result.
         IN_PROGRESS = "in_progress", "Running"
+        # The AI provider refuses the platform's key: the job waits and resumes by itself.
+        HELD = "held", "Waiting for the platform"
         # Pay-after-delivery: the result is ready and held until the invoice is paid.
         DELIVERED = "delivered", "Delivered, awaiting payment"
         COMPLETED = "completed", "Completed"
@@ -60,8 +70,9 @@ class Job(models.Model):
         blank=True,
         related_name="jobs",
     )
-    # Anonymous buyers are known by their session; the job's UUID link is their access.
-    buyer_session = models.CharField(max_length=40, blank=True, db_index=True)
+    # The ordering browser, as a keyed hash of a random token of its own (jobs.buyers), never
+    # its session key; it lists the job under "My jobs". The job's UUID link is the access.
+    buyer_browser = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     prompt = models.TextField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     payment_mode = models.CharField(max_length=20, choices=PaymentMode.for_jobs())
@@ -75,16 +86,24 @@ class Job(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0, help_text="Model calls made.")
     deliveries = models.PositiveIntegerField(default=0, help_text="Times a worker claimed it.")
+    # What the buyer reads: a fixed message per outcome (jobs.outcomes), never outside text.
     error = models.TextField(blank=True)
+    # What happened, for the provider and operators: the AI provider's words, request ids,
+    # schema errors. Never shown on the job page or in status.json.
+    error_detail = models.TextField(blank=True)
 
     # The worker holding the job renews its lease while it streams.
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # When the reaper (or a resume) last queued the job again: at most once per
+    # REQUEUE_PAID_AFTER, so an outage never piles up duplicate messages.
+    requeued_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    held_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
@@ -101,6 +120,7 @@ class Job(models.Model):
             models.Index(fields=["status", "paid_at"], name="job_status_paid_at"),
             models.Index(fields=["status", "lease_expires_at"], name="job_status_lease"),
         ]
+        # "My jobs" reads by buyer_browser (db_index) and by buyer (the foreign key's index).
 
     def __str__(self) -> str:
         return f"Job {str(self.public_id)[:8]} ({self.get_status_display()})"
@@ -110,11 +130,12 @@ class Job(models.Model):
 
     @property
     def is_running(self) -> bool:
-        return self.status in {self.Status.PAID, self.Status.IN_PROGRESS}
+        return self.status in {self.Status.PAID, self.Status.IN_PROGRESS, self.Status.HELD}
 
     def is_claimable(self, now) -> bool:
-        """Whether a worker may take the job: paid, pay-after-delivery, retrying, abandoned."""
-        if self.status == self.Status.PAID:
+        """Whether a worker may take the job: paid, pay-after-delivery, retrying, abandoned,
+        or resumed after the platform's key works again."""
+        if self.status in {self.Status.PAID, self.Status.HELD}:
             return True
         if self.status == self.Status.PENDING:
             return self.payment_mode == PaymentMode.ON_COMPLETION
@@ -123,9 +144,14 @@ class Job(models.Model):
         return False
 
     @property
-    def result_visible(self) -> bool:
-        """Whether the buyer may read the result (a delivered one waits for payment)."""
-        return self.status in {self.Status.COMPLETED, self.Status.DISPUTED, self.Status.REFUNDED}
+    def has_result(self) -> bool:
+        """Whether the job holds a finished result (its buyer reads it only once paid)."""
+        return self.status in {
+            self.Status.DELIVERED,
+            self.Status.COMPLETED,
+            self.Status.DISPUTED,
+            self.Status.REFUNDED,
+        }
 
     @property
     def dispute_closes_at(self):
@@ -143,7 +169,8 @@ S = Job.Status
 TRANSITIONS: dict[str, set[str]] = {
     S.PENDING: {S.PAID, S.EXPIRED, S.IN_PROGRESS},  # in_progress: pay-after-delivery
     S.PAID: {S.IN_PROGRESS, S.FAILED},
-    S.IN_PROGRESS: {S.COMPLETED, S.DELIVERED, S.FAILED},
+    S.IN_PROGRESS: {S.COMPLETED, S.DELIVERED, S.FAILED, S.HELD},
+    S.HELD: {S.IN_PROGRESS},  # a worker claims it once the platform's key works
     S.DELIVERED: {S.COMPLETED, S.EXPIRED},
     S.COMPLETED: {S.DISPUTED, S.REFUNDED},  # refunded: by an operator
     S.FAILED: {S.PAID, S.PENDING, S.REFUNDED},  # paid, pending: replayed by an operator
@@ -167,6 +194,7 @@ class JobEvent(models.Model):
         PROCESSING = "processing", "Processing"
         PARTIAL = "partial", "Partial output"
         RETRYING = "retrying", "Retrying"
+        HELD = "held", "Waiting for the platform"
         DELIVERED = "delivered", "Delivered"
         SUCCESS = "success", "Completed"
         ERROR = "error", "Error"

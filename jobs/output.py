@@ -1,22 +1,28 @@
 """What a skill asks of the model's output, and checking the output against it."""
 
 import json
-import re
 from dataclasses import dataclass
 
-import jsonschema
-
+from jobs.ai.base import PermanentGenerationError, RetryableGenerationError
+from marketplace import jsonsafe
 from marketplace.models import Skill
+from marketplace.schemas import SchemaRefused, compile_json_schema
 
-FENCE_RE = re.compile(r"```(?:json|JSON)?\s*\n(.*?)\n?```", re.DOTALL)
+# The longest answer a JSON skill may return: far above any allowed model's output limit.
+MAX_JSON_CHARS = 500_000
+FENCE = "```"
 
 
-class InvalidOutput(Exception):
-    """The output is not what the skill promises; `message` says why, for people."""
+class InvalidOutput(RetryableGenerationError):
+    """The output is not what the skill promises (no JSON, or not the schema's): try again."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+
+class EmptyAnswer(RetryableGenerationError):
+    """The model answered nothing: worth one more try, not more."""
+
+
+class SkillUnusable(PermanentGenerationError):
+    """The skill's own settings cannot be run (a schema saved before today's checks)."""
 
 
 @dataclass(frozen=True)
@@ -40,34 +46,79 @@ def system_prompt(skill: Skill) -> str:
 
 
 def extract_json(text: str) -> object:
-    """Return the JSON document in `text`, tolerating code fences and prose around it."""
-    candidates = [match.group(1) for match in FENCE_RE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
-    for candidate in candidates:
-        candidate = candidate.strip()
-        for start, char in enumerate(candidate):
-            if char in "{[":
-                try:
-                    value, _ = decoder.raw_decode(candidate, start)
-                    return value
-                except json.JSONDecodeError:
-                    continue
-    raise InvalidOutput("The model's output held no valid JSON document.")
+    """Return the JSON document in `text`: the first fenced block, or else the whole answer.
+
+    One parse, never a scan from every bracket: a fenced block's content, or the answer from
+    its first opening bracket to its last closing one (prose around it is tolerated). Length
+    and nesting are checked before the parse (marketplace.jsonsafe).
+    """
+    candidate = _fenced(text)
+    if candidate is None:
+        candidate = _outermost(text)
+    if candidate is None:
+        raise InvalidOutput("The model's output held no JSON document.")
+    try:
+        return jsonsafe.loads(candidate, max_chars=MAX_JSON_CHARS)
+    except jsonsafe.JSONTooLarge as error:
+        raise InvalidOutput(f"The model's JSON was refused: {error}") from None
+    except ValueError as error:
+        raise InvalidOutput(f"The model's output held no valid JSON document: {error}") from None
+
+
+def _fenced(text: str) -> str | None:
+    """Return the content of the first ``` or ```json block, if the text has a closed one."""
+    start = text.find(FENCE)
+    while start != -1:
+        line_end = text.find("\n", start)
+        if line_end == -1:
+            return None
+        language = text[start + len(FENCE) : line_end].strip()
+        end = text.find(FENCE, line_end)
+        if end == -1:
+            return None
+        if language in ("", "json", "JSON"):
+            return text[line_end + 1 : end]
+        start = text.find(FENCE, end + len(FENCE))
+    return None
+
+
+def _outermost(text: str) -> str | None:
+    starts = [i for i in (text.find("{"), text.find("[")) if i != -1]
+    end = max(text.rfind("}"), text.rfind("]"))
+    if not starts or end < min(starts):
+        return None
+    return text[min(starts) : end + 1]
 
 
 def parse_output(skill: Skill, text: str) -> Output:
     """Check the output against the skill's format and schema."""
     if not text.strip():
-        raise InvalidOutput("The model returned an empty answer.")
+        raise EmptyAnswer("The model returned an empty answer.")
     if skill.output_format != Skill.OutputFormat.JSON:
         return Output(text=text, data=None)
-    data = extract_json(text)
+    data = _without_nul(extract_json(text)) if "\\u0000" in text else extract_json(text)
     if skill.json_schema:
-        validator = jsonschema.validators.validator_for(skill.json_schema)(skill.json_schema)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+        try:
+            validator = compile_json_schema(skill.json_schema)
+        except SchemaRefused as error:
+            raise SkillUnusable(
+                f"The skill's JSON schema cannot be used: {error.message}"
+            ) from None
+        error = next(iter(validator.iter_errors(data)), None)
         if error is not None:
-            where = "/".join(str(part) for part in error.absolute_path) or "the top level"
+            where = "/".join(str(part) for part in error.instance_path) or "the top level"
             raise InvalidOutput(
                 f"The JSON does not match the skill's schema at {where}: {error.message}"
             )
     return Output(text=text, data=data)
+
+
+def _without_nul(value: object) -> object:
+    """Drop NUL characters from every string in a parsed document (PostgreSQL refuses them)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value

@@ -1,13 +1,15 @@
 """Reads for job pages and the status endpoint."""
 
-from django.db.models import Prefetch
+from datetime import datetime
+
+from django.db.models import Prefetch, Q
 from django.utils import timezone
 
+from jobs.buyers import browser_hash
 from jobs.models import Job, JobEvent
 from marketplace.models import PaymentMode
 from payments.models import Invoice, OnchainTransfer, Payment, Submission
 
-SESSION_KEY = "job_ids"
 MY_JOBS_LIMIT = 50
 SUBMISSION_STATUS = {
     Submission.Status.WAITING: "pending",
@@ -30,22 +32,12 @@ def job_get(*, public_id) -> Job:
     )
 
 
-def remember_job(request, job: Job) -> None:
-    """Add the job to this browser's "My jobs" list, newest first."""
-    ids = [str(job.public_id)] + [
-        i for i in request.session.get(SESSION_KEY, []) if i != str(job.public_id)
-    ]
-    request.session[SESSION_KEY] = ids[:MY_JOBS_LIMIT]
-
-
-def my_jobs(request) -> list[Job]:
-    """Return the jobs this browser ordered, and a signed-in buyer's own."""
-    ids = request.session.get(SESSION_KEY, [])
-    jobs = Job.objects.select_related("skill__agent", "invoice").filter(public_id__in=ids)
-    if request.user.is_authenticated:
-        jobs = jobs | Job.objects.select_related("skill__agent", "invoice").filter(
-            buyer=request.user
-        )
+def my_jobs(*, user, browser_token: str) -> list[Job]:
+    """Return the jobs this browser ordered, and a signed-in buyer's own, newest first."""
+    mine = Q(buyer_browser=browser_hash(browser_token)) if browser_token else Q(pk__in=[])
+    if user.is_authenticated:
+        mine |= Q(buyer=user)
+    jobs = Job.objects.select_related("skill__agent", "invoice").filter(mine)
     return list(jobs.order_by("-created_at")[:MY_JOBS_LIMIT])
 
 
@@ -58,9 +50,23 @@ def _iso(moment) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
-def content_visible(job: Job) -> bool:
-    """Whether any of the answer may leave the server: only once the invoice is paid."""
+def content_released(job: Job) -> bool:
+    """Whether any of the job's answer may leave the server: text, JSON or a partial.
+
+    The one rule for every page, payload and API: only once the job's invoice is paid. Until
+    then (pay after delivery, or anything unpaid) buyers see progress, never content.
+    """
     return job.invoice.is_paid
+
+
+def elapsed_seconds(job: Job, *, now: datetime | None = None) -> int | None:
+    """Return the seconds the run has taken so far (or took), None before it started."""
+    if job.started_at is None:
+        return None
+    end = job.delivered_at or job.completed_at or job.failed_at
+    if end is None or end < job.started_at:
+        end = now or timezone.now()
+    return max(int((end - job.started_at).total_seconds()), 0)
 
 
 def invoice_payload(job: Job) -> dict:
@@ -198,7 +204,7 @@ def job_status_payload(job: Job) -> dict:
     Amounts in base units are strings (an integer of any size survives JSON); only what the
     buyer may see is included: no answer text until the invoice is paid.
     """
-    visible = content_visible(job)
+    released = content_released(job)
     return {
         "job": {
             "id": str(job.public_id),
@@ -208,7 +214,11 @@ def job_status_payload(job: Job) -> dict:
             "attempts": job.attempts,
             "input_tokens": job.input_tokens,
             "output_tokens": job.output_tokens,
-            "partial_text": job.partial_text if job.is_running and visible else "",
+            # Progress, which is all an unpaid job shows.
+            "elapsed_seconds": elapsed_seconds(job),
+            "content_released": released,
+            "partial_text": job.partial_text if job.is_running and released else "",
+            # A fixed message per outcome; the detail stays in the admin.
             "error": job.error,
             "started_at": _iso(job.started_at),
             "updated_at": job.updated_at.isoformat(),

@@ -25,14 +25,9 @@ def run_generation(self, job_id: int) -> None:
         raise self.retry(countdown=outcome.countdown)
 
 
-@shared_task(name="jobs.dead_letter")
-def dead_letter(*, dead_letter_id: int, task_name: str, args: list, exception: str) -> None:
-    """A record on the dead_letter queue. The DeadLetter row is the source of truth."""
-    logger.error("Dead letter %s: %s%s failed: %s", dead_letter_id, task_name, args, exception)
-
-
 @shared_task(name="jobs.reap")
 def reap() -> int:
+    """Queue again the jobs whose message was lost or whose worker died (beat, own queue)."""
     from jobs.generation import jobs_reap
 
     return jobs_reap()
@@ -44,3 +39,11 @@ def settle() -> int:
     from jobs.settlement import jobs_release_earnings
 
     return jobs_release_earnings()
+
+
+@shared_task(name="jobs.resume_held")
+def resume_held() -> int:
+    """Probe the platform's AI key while jobs wait for it; queue them once it works (beat)."""
+    from jobs.generation import jobs_resume_held
+
+    return jobs_resume_held()

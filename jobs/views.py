@@ -4,10 +4,11 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_POST
 
 from jobs import selectors, services
+from jobs.buyers import browser_token
 from jobs.forms import DisputeForm, OrderForm
 from jobs.models import Job
 from jobs.rendering import render_result
@@ -33,24 +34,26 @@ def skill_detail(request, agent_slug: str, skill_slug: str):
         raise Http404("No such skill.") from None
     form = OrderForm(request.POST or None, skill=skill)
     if request.method == "POST" and form.is_valid():
-        if not request.session.session_key:
-            request.session.save()
         try:
             job = services.job_create(
                 skill=skill,
                 prompt=form.cleaned_data["prompt"],
                 buyer=request.user,
-                buyer_session=request.session.session_key,
+                browser_token=browser_token(request.session, create=True),
                 payment_mode=form.cleaned_data.get("payment_mode", ""),
             )
         except ApplicationError as error:
             form.add_error("prompt" if error.code == "invalid_order" else None, error.message)
         else:
-            selectors.remember_job(request, job)
             return redirect(job)
     status = 400 if form.errors else 200
     context = {"skill": skill, "form": form, "dispute_window": settings.DISPUTE_WINDOW_SECONDS}
     return render(request, "marketplace/skill.html", context, status=status)
+
+
+# Pages with a buyer's prompt, result or CSRF token: no shared cache and no back-forward cache
+# may keep them.
+private_no_store = cache_control(private=True, no_store=True)
 
 
 def _job_or_404(public_id) -> Job:
@@ -60,6 +63,7 @@ def _job_or_404(public_id) -> Job:
         raise Http404("No such job.") from None
 
 
+@private_no_store
 def job_detail(
     request,
     public_id,
@@ -71,10 +75,13 @@ def job_detail(
     job = _job_or_404(public_id)
     payload = selectors.job_status_payload(job)
     pay = payload["invoice"]
+    released = payload["job"]["content_released"]
     context = {
         "job": job,
         "invoice": job.invoice,
         "pay": pay,
+        "content_released": released,
+        "elapsed": payload["job"]["elapsed_seconds"],
         "events": job.events.all(),
         "payments": payload["payments"],
         "refunds": payload["refunds"],
@@ -82,7 +89,7 @@ def job_detail(
         "tx_form": tx_form or TxHashForm(),
         "dispute_form": dispute_form or DisputeForm(),
         "qr": qr_svg(job.invoice.payment_uri) if pay["payable"] else "",
-        "result": render_result(job) if job.result_visible else None,
+        "result": render_result(job) if released and job.has_result else None,
         "status_payload": payload,
     }
     return render(request, "jobs/detail.html", context, status=status)
@@ -94,8 +101,10 @@ def job_status(request, public_id):
     return JsonResponse(selectors.job_status_payload(_job_or_404(public_id)))
 
 
+@private_no_store
 def my_jobs(request):
-    return render(request, "jobs/my_jobs.html", {"jobs": selectors.my_jobs(request)})
+    jobs = selectors.my_jobs(user=request.user, browser_token=browser_token(request.session))
+    return render(request, "jobs/my_jobs.html", {"jobs": jobs})
 
 
 @require_POST

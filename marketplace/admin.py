@@ -4,8 +4,11 @@ from django import forms
 from django.contrib import admin
 from django.http import Http404
 
+from marketplace import jsonsafe
 from marketplace.models import Agent, OperatorAlert, Skill
 from marketplace.permissions import is_provider
+from marketplace.pricing import allowed_models
+from marketplace.schemas import MAX_SCHEMA_CHARS
 
 
 class OwnedAdmin(admin.ModelAdmin):
@@ -85,13 +88,49 @@ class AgentAdmin(OwnedAdmin):
 
 
 class OptionalJSONField(forms.JSONField):
-    """A JSON field that shows an empty box, not `null`, when there is no value."""
+    """A JSON field that shows an empty box, not `null`, when there is no value.
+
+    Its text is measured before it is parsed (marketplace.jsonsafe): deeply nested input would
+    otherwise crash the web process inside the json module.
+    """
+
+    def to_python(self, value):
+        if isinstance(value, str) and value not in self.empty_values:
+            try:
+                jsonsafe.check_bounds(value, max_chars=2 * MAX_SCHEMA_CHARS)
+            except jsonsafe.JSONTooLarge as error:
+                raise forms.ValidationError(str(error), code="too_large") from None
+        return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        if isinstance(data, str):
+            try:
+                jsonsafe.check_bounds(data, max_chars=2 * MAX_SCHEMA_CHARS)
+            except jsonsafe.JSONTooLarge:
+                return forms.fields.InvalidJSONInput(data)
+        return super().bound_data(data, initial)
 
     def prepare_value(self, value):
         return "" if value is None else super().prepare_value(value)
 
 
+def model_choices() -> list[tuple[str, str]]:
+    """The models a skill may use (settings.ALLOWED_MODELS), with their limits and costs."""
+    return [
+        (
+            name,
+            f"{name} (at most {model.max_output_tokens:,} output tokens; "
+            f"costs {model.cost_per_1k_output} USDC per 1,000)",
+        )
+        for name, model in allowed_models().items()
+    ]
+
+
 class SkillForm(forms.ModelForm):
+    model = forms.ChoiceField(
+        choices=model_choices,
+        help_text="Your price must cover what the model costs the platform.",
+    )
     json_schema = OptionalJSONField(
         label="JSON schema",
         required=False,

@@ -2,16 +2,32 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
 
 from marketplace import pricing
+from marketplace.pricing import ModelSpec
+from marketplace.schemas import SchemaRefused, check_json_schema
 
 address_validator = RegexValidator(
     r"^0x[0-9a-fA-F]{40}$", "Enter an EVM address: 0x followed by 40 hex digits."
 )
-PRICE_FIELD = {"max_digits": 18, "decimal_places": 6, "validators": [MinValueValidator(Decimal(0))]}
+# A bound far below what numeric(18, 6) holds: the largest quote, (input estimate + max output
+# tokens) / 1000 x MAX_PRICE, stays within the column and within an invoice's base units.
+MAX_PRICE = Decimal("10000")
+PRICE_FIELD = {
+    "max_digits": 18,
+    "decimal_places": 6,
+    "validators": [MinValueValidator(Decimal(0)), MaxValueValidator(MAX_PRICE)],
+}
+# What a provider writes is bounded: it is sent to the model, shown, and stored on every job.
+MAX_SYSTEM_PROMPT_CHARS = 20_000
+MAX_DESCRIPTION_CHARS = 4_000
+
+
+def _usdc(amount: Decimal) -> str:
+    return format(amount.normalize(), "f")
 
 
 class PaymentMode(models.TextChoices):
@@ -155,20 +171,81 @@ class Skill(models.Model):
         )
 
     def clean(self) -> None:
+        """Refuse what would hurt the platform or fail every job, with a message per field."""
+        errors: dict[str, str] = {}
+        self._clean_sizes(errors)
+        model = self._clean_model(errors)
+        self._clean_prices(errors, model)
+        self._clean_schema(errors)
+        if errors:
+            raise ValidationError(errors)
+
+    def _clean_sizes(self, errors: dict) -> None:
+        if (
+            isinstance(self.system_prompt, str)
+            and len(self.system_prompt) > MAX_SYSTEM_PROMPT_CHARS
+        ):
+            errors["system_prompt"] = (
+                f"Keep the system prompt under {MAX_SYSTEM_PROMPT_CHARS:,} characters."
+            )
+        if isinstance(self.description, str) and len(self.description) > MAX_DESCRIPTION_CHARS:
+            errors["description"] = (
+                f"Keep the description under {MAX_DESCRIPTION_CHARS:,} characters."
+            )
+
+    def _clean_model(self, errors: dict) -> ModelSpec | None:
+        models_allowed = pricing.allowed_models()
+        model = models_allowed.get(self.model)
+        if model is None:
+            errors["model"] = f"Choose one of the allowed models: {', '.join(models_allowed)}."
+            return None
+        if isinstance(self.max_output_tokens, int) and (
+            self.max_output_tokens > model.max_output_tokens
+        ):
+            errors["max_output_tokens"] = (
+                f"{model.name} writes at most {model.max_output_tokens:,} output tokens."
+            )
+        return model
+
+    def _clean_prices(self, errors: dict, model: ModelSpec | None) -> None:
         if self.pricing == self.Pricing.FIXED and self.price is None:
-            raise ValidationError({"price": "A fixed-price skill needs a price."})
+            errors["price"] = "A fixed-price skill needs a price."
         if self.pricing == self.Pricing.PER_1K_TOKENS:
-            errors = {}
             if self.price_per_1k is None:
                 errors["price_per_1k"] = "A per-token skill needs a price per 1,000 tokens."
             if self.min_price is None:
                 errors["min_price"] = "A per-token skill needs a minimum price."
-            if errors:
-                raise ValidationError(errors)
-        if self.json_schema is not None and self.output_format != self.OutputFormat.JSON:
-            raise ValidationError({"json_schema": "A JSON schema needs the JSON output format."})
-        if self.json_schema is not None:
-            pricing.check_json_schema(self.json_schema)
+        if model is None or "max_output_tokens" in errors:
+            return
+        # The platform pays the model: a price below its cost turns a skill into a free proxy.
+        if self.pricing == self.Pricing.FIXED and isinstance(self.price, Decimal):
+            tokens = self.max_output_tokens if isinstance(self.max_output_tokens, int) else 0
+            cost = pricing.run_cost(model=model, output_tokens=tokens)
+            if self.price <= 0 or self.price < cost:
+                errors.setdefault(
+                    "price",
+                    f"Charge at least {_usdc(max(cost, pricing.BASE_UNIT))} USDC: one run of "
+                    f"{tokens:,} output tokens on {model.name} costs the platform "
+                    f"{_usdc(cost)} USDC.",
+                )
+        per_1k = self.price_per_1k if self.pricing == self.Pricing.PER_1K_TOKENS else None
+        if isinstance(per_1k, Decimal) and per_1k < model.cost_per_1k_output:
+            errors.setdefault(
+                "price_per_1k",
+                f"Charge at least {_usdc(model.cost_per_1k_output)} USDC per 1,000 tokens: "
+                f"what {model.name} costs the platform.",
+            )
+
+    def _clean_schema(self, errors: dict) -> None:
+        if self.json_schema is None:
+            return
+        if self.output_format != self.OutputFormat.JSON:
+            errors["json_schema"] = "A JSON schema needs the JSON output format."
+            return
+        try:
+            check_json_schema(self.json_schema)
+        except SchemaRefused as error:
+            errors["json_schema"] = error.message
 
     @property
     def effective_payment_mode(self) -> str:

@@ -1,10 +1,10 @@
 """Skill pricing: exact Decimal arithmetic in USDC, rounded up to the token's base unit."""
 
 import math
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
-import jsonschema
-from django.core.exceptions import ValidationError
+from django.conf import settings
 
 BASE_UNIT = Decimal("0.000001")  # USDC has 6 decimals
 # A conservative estimate for quoting before the run: about four characters a token.
@@ -31,11 +31,28 @@ def quote(
     return max(min_price, metered)
 
 
-def check_json_schema(schema: object) -> None:
-    """Raise ValidationError unless `schema` is a valid JSON Schema."""
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as error:
-        raise ValidationError(
-            {"json_schema": f"Not a valid JSON schema: {error.message}"}
-        ) from error
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model allows and costs the platform (settings.ALLOWED_MODELS)."""
+
+    name: str
+    max_output_tokens: int
+    cost_per_1k_output: Decimal  # USDC per 1,000 output tokens
+
+
+def allowed_models() -> dict[str, ModelSpec]:
+    return {
+        name: ModelSpec(
+            name=name,
+            max_output_tokens=spec["max_output_tokens"],
+            cost_per_1k_output=spec["cost_per_1k_output"],
+        )
+        for name, spec in settings.ALLOWED_MODELS.items()
+    }
+
+
+def run_cost(*, model: ModelSpec, output_tokens: int) -> Decimal:
+    """Return what `output_tokens` of `model` cost the platform, rounded up to a base unit."""
+    return (Decimal(output_tokens) * model.cost_per_1k_output / 1000).quantize(
+        BASE_UNIT, rounding=ROUND_CEILING
+    )

@@ -16,6 +16,16 @@ Behaviours (one per POST /v1/messages, taken from the script queue, else the def
 - "truncate": HTTP 200 stream that ends cleanly (EOF-delimited body) before message_delta.
 - "slow:<seconds>": like "ok" with <seconds> spread across the deltas.
 - "hang": headers and message_start, then silence for an hour (or until stop / client gone).
+- "silent:<seconds>": headers and message_start, then silence for <seconds>, then like "ok"
+  (a model thinking before its first token).
+- "refusal": a few words, then stop_reason "refusal".
+- "max-tokens" or "max-tokens:<literal>": like "ok" (or the literal), stop_reason "max_tokens".
+- "html:<code>": HTTP error whose body is an HTML page, as a proxy in front answers.
+- "error-text:<code>": HTTP error whose JSON body is `{"error": "<text>"}`, no type.
+
+`refuse_key(status)` makes every request (messages and models) answer that status, as when the
+platform's key is revoked (401) or out of credit (402), until `accept_key()`. GET /v1/models
+lists the stub's models (the free call that checks a key); `probes` counts those calls.
 """
 
 from __future__ import annotations
@@ -36,7 +46,12 @@ from typing import Any
 
 __all__ = ["BEHAVIOURS", "ERROR_TYPES", "AnthropicStub"]
 
-BEHAVIOURS = ("ok", "text:", "status:", "stream-overloaded", "cut", "truncate", "slow:", "hang")
+BEHAVIOURS = (
+    "ok", "text:", "status:", "stream-overloaded", "cut", "truncate", "slow:", "hang", "silent:",
+    "refusal", "max-tokens", "html:", "error-text:",
+)  # fmt: skip
+MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
+REFUSAL_TEXT = "I can't help with that."
 
 # Error `type` the real API puts in the body for each status code.
 ERROR_TYPES: dict[int, str] = {
@@ -76,14 +91,15 @@ def _error_type(code: int) -> str:
 def _validate(behaviour: str) -> str:
     """Raise ValueError unless `behaviour` is one the stub understands."""
     name, sep, arg = behaviour.partition(":")
-    if not sep and behaviour in ("ok", "stream-overloaded", "cut", "truncate", "hang"):
+    plain = ("ok", "stream-overloaded", "cut", "truncate", "hang", "refusal", "max-tokens")
+    if not sep and behaviour in plain:
         return behaviour
     try:
-        if name == "text" and sep:
+        if name in ("text", "max-tokens") and sep:
             return behaviour
-        if name == "status" and 400 <= int(arg) <= 599:
+        if name in ("status", "html", "error-text") and 400 <= int(arg) <= 599:
             return behaviour
-        if name == "slow" and float(arg) >= 0:
+        if name in ("slow", "silent") and float(arg) >= 0:
             return behaviour
     except ValueError:
         pass
@@ -184,7 +200,14 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence per-request logging."""
 
     def do_GET(self) -> None:
-        self._reply_error(404, "not_found_error", f"Not found: {self.path}")
+        path = self.path.split("?", 1)[0].rstrip("/")
+        try:
+            if path == "/v1/models":
+                self.server.stub._serve_models(self)
+            else:
+                self._reply_error(404, "not_found_error", f"Not found: {self.path}")
+        except (_Aborted, OSError):
+            self.close_connection = True
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -234,6 +257,14 @@ class _Handler(BaseHTTPRequestHandler):
             # `retry-after-ms`, which it checks first, to keep retries near-instant.
             headers = {"retry-after": "0", "retry-after-ms": "1"}
         self._reply_json(status, body, headers)
+
+    def _reply_raw(self, status: int, body: bytes, content_type: str) -> None:
+        """Send an error whose body is not the API's: a proxy's page, an odd JSON shape."""
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     # -- SSE ---------------------------------------------------------------------------------
 
@@ -295,10 +326,12 @@ class AnthropicStub:
         self.latency = latency
         self.chunks = max(1, chunks)
         self.requests: list[dict[str, Any]] = []
+        self.probes = 0
         self._script: deque[str] = deque()
         self._default = "ok"
         # (marker, behaviour): a request whose prompt holds the marker gets the behaviour.
         self._rules: list[tuple[str, str]] = []
+        self._key_error: int | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._stopping = threading.Event()
@@ -390,12 +423,23 @@ class AnthropicStub:
             self._rules.append((marker, checked))
 
     def reset(self) -> None:
-        """Clear the script, rules and recorded requests, and restore the "ok" default."""
+        """Clear the script, rules and requests; restore the "ok" default and the key."""
         with self._lock:
             self._script.clear()
             self._rules.clear()
             self.requests.clear()
+            self.probes = 0
             self._default = "ok"
+            self._key_error = None
+
+    def refuse_key(self, status: int = 401) -> None:
+        """Answer every request with `status` (401, 402, 403) until accept_key()."""
+        with self._lock:
+            self._key_error = status
+
+    def accept_key(self) -> None:
+        with self._lock:
+            self._key_error = None
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -410,14 +454,37 @@ class AnthropicStub:
         return f"{prefix}_stub{next(self._ids):012d}"
 
     def _take(self, body: dict[str, Any]) -> str:
-        """Record the request and pop the behaviour that answers it."""
+        """Record the request and pop the behaviour that answers it (a refused key wins)."""
         text = _input_text(body)
         with self._lock:
             self.requests.append(body)
+            if self._key_error is not None:
+                return f"status:{self._key_error}"
             for marker, behaviour in self._rules:
                 if marker in text:
                     return behaviour
             return self._script.popleft() if self._script else self._default
+
+    def _serve_models(self, h: _Handler) -> None:
+        """Answer GET /v1/models: a free call, refused exactly when the key is."""
+        with self._lock:
+            self.probes += 1
+            key_error = self._key_error
+        if key_error is not None:
+            h._reply_error(key_error)
+            return
+        data = [
+            {
+                "type": "model",
+                "id": model,
+                "display_name": model,
+                "created_at": "2025-01-01T00:00:00Z",
+            }
+            for model in MODELS
+        ]
+        h._reply_json(
+            200, {"data": data, "has_more": False, "first_id": MODELS[0], "last_id": MODELS[-1]}
+        )
 
     def _pause(self, seconds: float) -> None:
         """Sleep, but abort at once if the stub is stopping."""
@@ -434,9 +501,22 @@ class AnthropicStub:
         if name == "status":
             h._reply_error(int(arg))
             return
+        if name == "html":
+            page = f"<html><body><h1>{arg} Bad Gateway</h1><p>nginx</p></body></html>"
+            h._reply_raw(int(arg), page.encode(), "text/html")
+            return
+        if name == "error-text":
+            h._reply_raw(int(arg), _dumps({"error": "upstream failed"}), "application/json")
+            return
         if name == "slow":
             latency = float(arg)
-        text = arg if name == "text" else _default_text(body)
+        if name == "text" or (name == "max-tokens" and arg):
+            text = arg
+        elif name == "refusal":
+            text = REFUSAL_TEXT
+        else:
+            text = _default_text(body)
+        stop_reason = {"refusal": "refusal", "max-tokens": "max_tokens"}.get(name, "end_turn")
         input_tokens = _count_tokens(_input_text(body))
         output_tokens = _count_tokens(text)
         message = {
@@ -457,7 +537,7 @@ class AnthropicStub:
         }
 
         if not stream:
-            self._serve_json(h, name, message, text, output_tokens, latency)
+            self._serve_json(h, name, message, text, output_tokens, latency, stop_reason)
             return
 
         h._start_sse(chunked=name != "truncate")
@@ -465,6 +545,8 @@ class AnthropicStub:
         if name == "hang":
             self._hang(h)
             return
+        if name == "silent":
+            self._silence(h, float(arg))
         h._event(
             "content_block_start",
             {
@@ -508,7 +590,7 @@ class AnthropicStub:
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                 "usage": {"output_tokens": output_tokens},
             },
         )
@@ -523,6 +605,7 @@ class AnthropicStub:
         text: str,
         output_tokens: int,
         latency: float,
+        stop_reason: str = "end_turn",
     ) -> None:
         """Answer a non-streaming request; stream-only failures map to their nearest analogue."""
         if name == "hang":
@@ -536,7 +619,7 @@ class AnthropicStub:
         message = {
             **message,
             "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
+            "stop_reason": stop_reason,
             "usage": {**message["usage"], "output_tokens": output_tokens},
         }
         if name in ("cut", "truncate"):
@@ -551,6 +634,15 @@ class AnthropicStub:
             h._drop()
             return
         h._reply_json(200, message)
+
+    def _silence(self, h: _Handler, seconds: float) -> None:
+        """Send nothing for `seconds` (or until the stub stops or the client hangs up)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._stopping.is_set():
+                raise _Aborted
+            if h._client_gone(min(0.25, max(deadline - time.monotonic(), 0.0))):
+                raise _Aborted
 
     def _hang(self, h: _Handler) -> None:
         """Stay silent until the hour is up, the stub stops, or the client disconnects."""

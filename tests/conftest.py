@@ -169,7 +169,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "config", "worker",
-                "-Q", "generation,payments", "--pool", "threads", "--concurrency", "8",
+                "-Q", "generation,payments,reaper", "--pool", "threads", "--concurrency", "8",
                 "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
             ],
             cwd=ROOT,
@@ -208,7 +208,7 @@ def celery_worker_process(
     with django_db_blocker.unblock():
         url = database_url()
     with app.connection_for_write() as connection:
-        for queue in ("generation", "payments", "dead_letter"):
+        for queue in ("generation", "payments", "reaper"):
             connection.default_channel.queue_purge(queue)
     env = {**os.environ, **WORKER_ENV, "DATABASE_URL": url}
     env["ANTHROPIC_BASE_URL"] = anthropic_stub.base_url
@@ -269,6 +269,21 @@ def pay(job, chain, *, buyer: int = 0, amount_units: int | None = None):
     submission = submit(job, chain.transfer(amount, buyer=buyer))
     job.refresh_from_db()
     return submission
+
+
+def paid(job):
+    """Pay the job's invoice on the test chain (every test has one) and return the job."""
+    from payments import chain as vendo_chain
+
+    job.refresh_from_db()
+    invoice = job.invoice
+    tx = devchain.transfer(
+        vendo_chain.web3(), invoice.token_address, invoice.recipient, invoice.due_units,
+        BUYERS[0][1],
+    )  # fmt: skip
+    submit(job, tx)
+    job.refresh_from_db()
+    return job
 
 
 def reload(job):

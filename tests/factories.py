@@ -57,7 +57,7 @@ class SkillFactory(factory.django.DjangoModelFactory):
     category = Skill.Category.WRITING
     description = "Turns your notes into a clear summary."
     system_prompt = "Summarise the user's text in three bullets."
-    model = "claude-test"
+    model = "claude-haiku-4-5"
     max_output_tokens = 400
     price = Decimal("1.250000")
 

@@ -49,7 +49,6 @@ def production(**changes: str) -> dict:
 
     account = Account.create()
     env = {
-        "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(45),
         "ALLOWED_HOSTS": "vendo.example.com",
         "CHAIN_ID": "8453",
@@ -57,7 +56,7 @@ def production(**changes: str) -> dict:
         "PAYMENT_RECIPIENT": account.address,
         "PLATFORM_SIGNER_KEY": account.key.to_0x_hex(),
         "AI_BACKEND": "anthropic",
-        "ANTHROPIC_API_KEY": "sk-test",
+        "ANTHROPIC_API_KEY": "sk-ant-test",
         "CACHE_URL": "redis://127.0.0.1:6379/1",
     }
     env.update(changes)
@@ -66,6 +65,14 @@ def production(**changes: str) -> dict:
 
 def deploy_check(**env: str) -> subprocess.CompletedProcess:
     return manage("check", "--deploy", "--fail-level", "WARNING", **env)
+
+
+def setting(name: str, **env: str) -> str:
+    """Return repr(settings.<name>) as a fresh process with `env` sees it."""
+    code = f"from django.conf import settings; print(repr(getattr(settings, {name!r}, None)))"
+    result = manage("shell", "-c", code, **env)
+    assert result.returncode == 0, output(result)
+    return result.stdout.strip().splitlines()[-1]
 
 
 def test_production_settings_pass_the_deploy_checks():
@@ -133,10 +140,40 @@ def test_a_rate_limit_written_wrong_refuses_to_start():
 
 
 def test_production_without_secret_key_refuses_to_start():
-    result = manage("check", DEBUG="false", ALLOWED_HOSTS="vendo.example.com")
+    env = production()
+    del env["SECRET_KEY"]
+    result = manage("check", **env)
 
     assert result.returncode != 0
     assert "SECRET_KEY" in output(result)
+
+
+def test_production_without_an_explicit_ai_backend_refuses_to_start():
+    # Falling back to the offline sampler would hand paying buyers sample answers.
+    env = production()
+    del env["AI_BACKEND"]
+    result = manage("check", **env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in output(result)
+    assert "AI_BACKEND" in output(result)
+
+
+def test_proxy_ssl_header_is_trusted_only_when_a_proxy_is_declared():
+    # Without a proxy in front, any client could send X-Forwarded-Proto: https.
+    assert setting("SECURE_PROXY_SSL_HEADER", **production()) == "None"
+    assert setting("SECURE_PROXY_SSL_HEADER", **production(BEHIND_PROXY="true")) == (
+        "('HTTP_X_FORWARDED_PROTO', 'https')"
+    )
+
+
+def test_env_example_leaves_debug_commented_with_a_warning():
+    # Copied to production as it is, the example must not turn DEBUG on.
+    lines = ENV_EXAMPLE.read_text().splitlines()
+
+    assert not [line for line in lines if re.match(r"\s*DEBUG\s*=", line)]
+    debug_at = next(i for i, line in enumerate(lines) if re.match(r"#\s*DEBUG=", line))
+    assert any("WARNING" in line for line in lines[max(debug_at - 5, 0) : debug_at])
 
 
 @pytest.mark.parametrize(

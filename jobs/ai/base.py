@@ -6,13 +6,18 @@ from typing import Protocol
 
 
 class GenerationError(Exception):
-    """A model call failed; `message` is worded for the buyer and the provider."""
+    """A model call or its answer failed.
+
+    `detail` says what happened for the provider, operators and the logs (it may quote the AI
+    provider, a request id or the skill's schema); buyers only ever read the fixed message of
+    the outcome (jobs.outcomes).
+    """
 
     retryable = False
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 class RetryableGenerationError(GenerationError):
@@ -22,7 +27,12 @@ class RetryableGenerationError(GenerationError):
 
 
 class PermanentGenerationError(GenerationError):
-    """Bad requests, authentication, unknown models: trying again would fail the same way."""
+    """Bad requests, unknown models, refusals: trying again would fail the same way."""
+
+
+class PlatformUnavailable(GenerationError):
+    """The AI provider refuses the platform's own key (401, 402, 403): revoked, out of credit,
+    not allowed. No job is at fault; paid jobs wait until the key works again."""
 
 
 @dataclass(frozen=True)
@@ -38,14 +48,25 @@ class Result:
     text: str
     input_tokens: int
     output_tokens: int
+    # Why the model stopped: end_turn, max_tokens, refusal, stop_sequence, ...
+    stop_reason: str = "end_turn"
 
 
-# Called as text streams in: (text so far, input tokens, output tokens so far).
-ProgressCallback = Callable[[str, int, int], None]
+class Progress(Protocol):
+    """What a backend reports to while it runs a request."""
+
+    def __call__(self, text: str, input_tokens: int, output_tokens: int) -> None:
+        """Take the text so far and the token counts; may raise to stop the call."""
+
+    def watch(self, abandon: Callable[[], None]) -> None:
+        """Keep `abandon`, which ends the open call from another thread if the job is lost."""
 
 
 class Backend(Protocol):
     name: str
 
-    def generate(self, request: Request, on_progress: ProgressCallback) -> Result:
+    def generate(self, request: Request, on_progress: Progress) -> Result:
         """Run the request, calling on_progress as output arrives; return the whole result."""
+
+    def probe(self) -> None:
+        """Check, at no cost, that the platform's key works; raise GenerationError if not."""

@@ -6,7 +6,7 @@ import time
 
 from django.conf import settings
 
-from jobs.ai.base import ProgressCallback, Request, Result
+from jobs.ai.base import Progress, Request, Result
 from jobs.output import estimate_output_tokens
 
 LABEL = "offline preview"
@@ -15,7 +15,7 @@ LABEL = "offline preview"
 class OfflineBackend:
     name = "offline"
 
-    def generate(self, request: Request, on_progress: ProgressCallback) -> Result:
+    def generate(self, request: Request, on_progress: Progress) -> Result:
         text = self._text(request)
         input_tokens = estimate_output_tokens(request.system + request.prompt)
         chunks = 8
@@ -28,6 +28,9 @@ class OfflineBackend:
         return Result(
             text=text, input_tokens=input_tokens, output_tokens=estimate_output_tokens(text)
         )
+
+    def probe(self) -> None:
+        """Nothing to check: no key, no network."""
 
     def _text(self, request: Request) -> str:
         digest = hashlib.sha256(request.prompt.encode()).hexdigest()[:12]

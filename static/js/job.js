@@ -8,15 +8,17 @@
 
   var POLL_MS = 1500;
   var HIDDEN_POLL_MS = 5000;
-  var ACTIVE_JOB = ["pending", "paid", "in_progress"];
+  var ACTIVE_JOB = ["pending", "paid", "in_progress", "held"];
   var ACTIVE_INVOICE = ["open", "processing"];
   // Statuses whose page the server renders differently: reload to get it.
   var RELOAD_JOB = ["completed", "failed", "delivered", "expired", "disputed", "refunded"];
   var RELOAD_INVOICE = ["paid", "paid_late", "expired"];
   var JOB_NOTES = {
     paid: "Payment confirmed. Waiting for a worker to pick up the job.",
-    in_progress: "The agent is working on it. This page updates live."
+    in_progress: "The agent is working on it. This page updates live.",
+    held: "Waiting for the platform. The job resumes by itself."
   };
+  var PROGRESS_TITLES = { paid: "Queued for a worker", held: "Waiting for the platform" };
   var PAYMENT_LABELS = {
     pending: "Waiting for confirmations",
     confirmed: "Confirmed",
@@ -168,18 +170,29 @@
       note.textContent = JOB_NOTES[job.status];
     }
 
-    var running = job.status === "paid" || job.status === "in_progress";
+    var running = job.status === "paid" || job.status === "in_progress" || job.status === "held";
     var progress = document.getElementById("progress");
     if (progress) progress.hidden = !running;
     var title = document.getElementById("progress-title");
     if (title) {
-      var text = job.status === "paid" ? "Queued for a worker" : "Generating your result";
+      var text = PROGRESS_TITLES[job.status] || "Generating your result";
       if (title.textContent !== text) title.textContent = text;
     }
     var tokens = document.getElementById("tokens");
     if (tokens) tokens.textContent = formatInt(job.output_tokens) + " tokens so far";
+    var elapsed = document.getElementById("elapsed");
+    if (elapsed) {
+      var seconds = job.elapsed_seconds;
+      elapsed.hidden = seconds === null || seconds === undefined;
+      if (!elapsed.hidden) elapsed.textContent = formatInt(seconds) + " s elapsed";
+    }
     var attempts = document.getElementById("attempts");
     if (attempts) attempts.textContent = job.attempts > 1 ? " Attempt " + job.attempts + "." : "";
+    var errorNote = document.getElementById("job-error-note");
+    if (errorNote) {
+      errorNote.textContent = job.error || "";
+      errorNote.hidden = !job.error;
+    }
 
     var partial = document.getElementById("partial");
     if (partial) {

@@ -6,26 +6,18 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from jobs import outcomes
 from jobs.generation import job_claim, job_generate, jobs_reap
 from jobs.models import DeadLetter, Job
-from jobs.output import InvalidOutput, extract_json, parse_output
-from payments import chain, devchain
-from tests.conftest import BUYERS, submit
+from jobs.output import EmptyAnswer, InvalidOutput, extract_json, parse_output
+from tests.conftest import paid
 from tests.factories import JsonSkillFactory, order
 
 pytestmark = pytest.mark.django_db
 
 
 def paid_job(skill=None) -> Job:
-    """A job whose invoice was paid on the test chain."""
-    job = order(skill) if skill else order()
-    invoice = job.invoice
-    tx = devchain.transfer(
-        chain.web3(), invoice.token_address, invoice.recipient, invoice.due_units, BUYERS[0][1]
-    )
-    submit(job, tx)
-    job.refresh_from_db()
-    return job
+    return paid(order(skill) if skill else order())
 
 
 def test_a_claimed_job_cannot_be_claimed_again():
@@ -55,7 +47,8 @@ def test_a_job_that_keeps_killing_its_worker_is_dead_lettered(settings, stub):
     assert job_generate(job_id=job.pk) is None
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
-    assert "stopped its worker 3 times" in job.error
+    assert job.error == outcomes.FAILED
+    assert "stopped its worker 3 times" in job.error_detail
     assert DeadLetter.objects.filter(job=job).exists()
     assert stub.requests == []  # the poisoned job never reached the model again
 
@@ -68,7 +61,8 @@ def test_a_retryable_error_asks_for_a_retry_and_releases_the_claim(stub):
     assert retry is not None and retry.countdown >= 0
     assert job.status == Job.Status.IN_PROGRESS
     assert job.claim_token is None
-    assert "overloaded" in job.error
+    assert job.error == outcomes.RETRYING
+    assert "529" in job.error_detail and "overloaded" in job.error_detail
     assert job_generate(job_id=job.pk) is None  # the retry claims it and completes
     job.refresh_from_db()
     assert job.status == Job.Status.COMPLETED
@@ -103,6 +97,6 @@ def test_json_output_is_validated_against_the_schema():
         parse_output(skill, '{"title": "x", "tags": "no"}')
 
 
-def test_empty_output_is_invalid():
-    with pytest.raises(InvalidOutput):
+def test_empty_output_is_an_empty_answer():
+    with pytest.raises(EmptyAnswer):
         parse_output(JsonSkillFactory.build(output_format="markdown"), "   ")

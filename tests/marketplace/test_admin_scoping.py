@@ -5,12 +5,20 @@ from dataclasses import dataclass
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.contenttypes.models import ContentType
+from django.test import Client
 from django.urls import reverse
 
 from jobs.models import DeadLetter, Job
 from jobs.services import job_transition
 from marketplace.models import Agent, Skill
-from tests.factories import AgentFactory, OperatorFactory, ProviderFactory, SkillFactory, order
+from tests.factories import (
+    AgentFactory,
+    OperatorFactory,
+    ProviderFactory,
+    SkillFactory,
+    UserFactory,
+    order,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -506,3 +514,65 @@ def completed(job: Job, chain) -> Job:
     _complete(claimed, token, Output(text="Done", data=None), 1, 1)
     job.refresh_from_db()
     return job
+
+
+# ------------------------------------------------------------------------------
+# Buyers stay anonymous to providers
+# ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def job_ordered_by_a_signed_in_operator(alpha):
+    """An operator signs in on the site and orders provider Alpha's skill from its page."""
+    buyer = OperatorFactory(username="op-buyer-7f3a")
+    browser = Client()
+    log_in(browser, buyer)
+    browser.post(alpha.skill.get_absolute_url(), {"prompt": "Order placed by an operator."})
+    job = Job.objects.get(prompt="Order placed by an operator.")
+    return job, browser.cookies["sessionid"].value
+
+
+def test_provider_admin_job_page_shows_neither_the_buyers_session_nor_its_name(
+    as_alpha, job_ordered_by_a_signed_in_operator
+):
+    # With the buyer's session key a provider could set the cookie and be signed in as the
+    # operator who ordered its skill.
+    job, session_key = job_ordered_by_a_signed_in_operator
+
+    pages = [
+        as_alpha.get(admin_url("job", "change", job.pk)),
+        as_alpha.get(admin_url("job", "changelist")),
+        as_alpha.get(admin_url("job", "history", job.pk)),
+    ]
+
+    for response in pages:
+        assert response.status_code == 200
+        content = response.content.decode()
+        assert session_key not in content
+        assert "op-buyer-7f3a" not in content
+    assert "buyer" not in pages[0].context["adminform"].form.fields
+    assert session_key not in str(snapshot(job))
+
+
+def test_operator_admin_job_page_shows_the_buyer(client, job_ordered_by_a_signed_in_operator):
+    job, session_key = job_ordered_by_a_signed_in_operator
+    log_in(client, OperatorFactory())
+
+    content = client.get(admin_url("job", "change", job.pk)).content.decode()
+
+    assert "op-buyer-7f3a" in content
+    assert session_key not in content
+
+
+def test_my_jobs_lists_a_browsers_orders_without_its_session_key(client, alpha):
+    client.post(alpha.skill.get_absolute_url(), {"prompt": "Remember me."})
+    job = Job.objects.get(prompt="Remember me.")
+
+    ordered_with = client.cookies["sessionid"].value
+    # Signing in afterwards cycles the session key; the browser's own token stays with it.
+    client.force_login(UserFactory())
+    listed = client.get(reverse("jobs:mine")).context["jobs"]
+
+    assert client.cookies["sessionid"].value != ordered_with
+    assert listed == [job]
+    assert job.buyer_browser and ordered_with not in str(snapshot(job))

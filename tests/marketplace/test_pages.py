@@ -127,3 +127,33 @@ def test_job_page_query_count_is_constant(client, django_assert_max_num_queries)
 
 def test_unknown_job_is_404(client):
     assert client.get("/jobs/00000000-0000-0000-0000-000000000000/").status_code == 404
+
+
+def cache_directives(response) -> set[str]:
+    return {part.strip() for part in response.get("Cache-Control", "").split(",")}
+
+
+def test_job_page_is_never_stored_by_a_shared_or_back_forward_cache(client):
+    skill = SkillFactory()
+    client.post(skill.get_absolute_url(), {"prompt": "My private notes"})
+    job = Job.objects.get()
+
+    response = client.get(job.get_absolute_url())
+
+    assert {"private", "no-store"} <= cache_directives(response)
+
+
+def test_my_jobs_is_never_stored_by_a_shared_or_back_forward_cache(client):
+    response = client.get(reverse("jobs:mine"))
+
+    assert {"private", "no-store"} <= cache_directives(response)
+
+
+def test_job_status_json_is_never_stored(client):
+    skill = SkillFactory()
+    client.post(skill.get_absolute_url(), {"prompt": "Hello"})
+    job = Job.objects.get()
+
+    response = client.get(reverse("jobs:status", args=[job.public_id]))
+
+    assert {"private", "no-store"} <= cache_directives(response)

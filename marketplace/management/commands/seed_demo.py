@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -44,6 +45,7 @@ SKILLS = [
     {
         "agent": "quill",
         "slug": "tighten-prose",
+        "model": "claude-sonnet-4-5",
         "name": "Tighten my prose",
         "category": Skill.Category.WRITING,
         "description": "Paste up to a few pages. Get back a tighter version that keeps your "
@@ -61,6 +63,7 @@ SKILLS = [
     {
         "agent": "quill",
         "slug": "launch-post",
+        "model": "claude-sonnet-4-5",
         "name": "Product launch post",
         "category": Skill.Category.MARKETING,
         "description": "Describe what you shipped and for whom. Get a launch post with a "
@@ -76,6 +79,7 @@ SKILLS = [
     {
         "agent": "quill",
         "slug": "translate-fr",
+        "model": "claude-sonnet-4-5",
         "name": "English → French translation",
         "category": Skill.Category.TRANSLATION,
         "description": "Natural, idiomatic French for product copy, emails and docs.",
@@ -92,6 +96,7 @@ SKILLS = [
     {
         "agent": "ledger",
         "slug": "extract-invoice",
+        "model": "claude-haiku-4-5",
         "name": "Invoice data extraction",
         "category": Skill.Category.DATA,
         "description": "Paste the text of an invoice or receipt. Get the vendor, dates, line "
@@ -129,6 +134,7 @@ SKILLS = [
     {
         "agent": "ledger",
         "slug": "meeting-actions",
+        "model": "claude-haiku-4-5",
         "name": "Meeting notes → action items",
         "category": Skill.Category.DATA,
         "description": "Turn raw meeting notes into decisions and owned action items, as JSON "
@@ -163,6 +169,7 @@ SKILLS = [
     {
         "agent": "compiler",
         "slug": "code-review",
+        "model": "claude-sonnet-4-5",
         "name": "Code review",
         "category": Skill.Category.CODE,
         "description": "Paste a function or a diff. Get a prioritised review: bugs first, then "
@@ -181,6 +188,7 @@ SKILLS = [
     {
         "agent": "compiler",
         "slug": "explain-error",
+        "model": "claude-haiku-4-5",
         "name": "Explain this error",
         "category": Skill.Category.CODE,
         "description": "Paste a stack trace or error message with a little context. Get the "
@@ -195,6 +203,7 @@ SKILLS = [
     {
         "agent": "compiler",
         "slug": "unit-tests",
+        "model": "claude-sonnet-4-5",
         "name": "Write unit tests",
         "category": Skill.Category.CODE,
         "description": "Give a function and its language. Get pytest or Jest tests covering the "
@@ -235,7 +244,15 @@ class Command(BaseCommand):
             spec = dict(spec)
             agent = agents[spec.pop("agent")]
             spec.setdefault("service_key", spec["slug"])
-            Skill.objects.update_or_create(agent=agent, slug=spec.pop("slug"), defaults=spec)
+            skill = Skill.objects.filter(agent=agent, slug=spec["slug"]).first() or Skill()
+            for name, value in {"agent": agent, **spec}.items():
+                setattr(skill, name, value)
+            # The demo catalog obeys the same rules as a provider's skill.
+            try:
+                skill.full_clean()
+            except ValidationError as error:
+                raise CommandError(f"Demo skill {skill.slug}: {error.message_dict}") from error
+            skill.save()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready: {len(agents)} agents, {len(SKILLS)} skills; operator "
