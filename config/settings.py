@@ -334,6 +334,8 @@ HASH_RECHECK_BASE_SECONDS = env.float("HASH_RECHECK_BASE_SECONDS", default=3.0)
 HASH_RECHECK_MAX_SECONDS = env.float("HASH_RECHECK_MAX_SECONDS", default=300.0)
 # Receipt lookups one recheck run may make at most.
 RECHECK_MAX_CALLS = env.int("RECHECK_MAX_CALLS", default=50)
+# Unpaid orders one client (browser, or network address) may hold at once.
+MAX_OPEN_ORDERS_PER_CLIENT = env.int("MAX_OPEN_ORDERS_PER_CLIENT", default=10)
 # The "Pay with dev wallet" button appears only in DEBUG on the dev chain.
 DEV_WALLET_ENABLED = ON_DEV_CHAIN
 

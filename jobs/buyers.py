@@ -11,6 +11,7 @@ from django.utils.crypto import salted_hmac
 
 SESSION_TOKEN = "buyer_token"
 _SALT = "vendo.jobs.buyer_browser"
+_ADDRESS_SALT = "vendo.jobs.buyer_address"
 
 
 def browser_token(session, *, create: bool = False) -> str:
@@ -27,3 +28,11 @@ def browser_hash(token: str) -> str:
     if not token:
         return ""
     return salted_hmac(_SALT, token, algorithm="sha256").hexdigest()
+
+
+def address_hash(address: str) -> str:
+    """Return what a job stores for the client's network address (a keyed hash, never the
+    address itself), so one client's open orders can be counted."""
+    if not address:
+        return ""
+    return salted_hmac(_ADDRESS_SALT, address, algorithm="sha256").hexdigest()

@@ -73,6 +73,8 @@ class Job(models.Model):
     # The ordering browser, as a keyed hash of a random token of its own (jobs.buyers), never
     # its session key; it lists the job under "My jobs". The job's UUID link is the access.
     buyer_browser = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    # A keyed hash of the client's network address: open orders are counted per client.
+    buyer_address = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
     prompt = models.TextField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     payment_mode = models.CharField(max_length=20, choices=PaymentMode.for_jobs())

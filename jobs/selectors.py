@@ -41,6 +41,17 @@ def my_jobs(*, user, browser_token: str) -> list[Job]:
     return list(jobs.order_by("-created_at")[:MY_JOBS_LIMIT])
 
 
+def open_orders(*, browser: str, address: str) -> list[Job]:
+    """Return a client's unpaid orders (their invoices still open), by browser or address."""
+    mine = Q(pk__in=[])
+    if browser:
+        mine |= Q(buyer_browser=browser)
+    if address:
+        mine |= Q(buyer_address=address)
+    jobs = Job.objects.filter(mine, invoice__status__in=Invoice.OPEN_STATUSES)
+    return list(jobs.select_related("skill").order_by("created_at")[:100])
+
+
 def _units(value) -> str:
     """Base units as a JSON string: an integer of any size, never a float."""
     return str(int(value))

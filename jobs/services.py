@@ -4,13 +4,14 @@ invoice's news means for its job."""
 import logging
 import uuid
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from jobs import settlement
-from jobs.buyers import browser_hash
+from jobs import selectors, settlement
+from jobs.buyers import address_hash, browser_hash
 from jobs.errors import InvalidTransition, OrderError
 from jobs.models import TRANSITIONS, DeadLetter, Dispute, Job, JobEvent
 from marketplace.models import PaymentMode, Skill
@@ -103,12 +104,15 @@ def job_create(
     prompt: str,
     buyer: AbstractBaseUser | None = None,
     browser_token: str = "",
+    client_address: str = "",
     payment_mode: str = "",
 ) -> Job:
     """Order `skill` on `prompt`: create the job and its invoice in one transaction.
 
     `browser_token` is the ordering browser's own token (jobs.buyers), never a session key;
-    `payment_mode` is the buyer's pick where the skill lets the buyer choose.
+    `payment_mode` is the buyer's pick where the skill lets the buyer choose. A client (its
+    browser, or its network address) may hold at most MAX_OPEN_ORDERS_PER_CLIENT unpaid
+    orders: each holds an invoice amount, and abandoned ones must not crowd out buyers.
     """
     prompt = prompt.strip()
     if not prompt:
@@ -124,6 +128,15 @@ def job_create(
     except ValidationError as error:
         logger.warning("Skill %s refused an order: %s", skill.pk, error.message_dict)
         raise OrderError("This skill is not available right now.") from None
+    browser, address = browser_hash(browser_token), address_hash(client_address)
+    open_orders = selectors.open_orders(browser=browser, address=address)
+    if len(open_orders) >= settings.MAX_OPEN_ORDERS_PER_CLIENT:
+        names = "; ".join(f"{job.skill.name} ({str(job.public_id)[:8]})" for job in open_orders)
+        raise OrderError(
+            f"You have {len(open_orders)} unpaid orders, the most one client may hold: {names}. "
+            "Pay one of them, or let them expire, then order again.",
+            code="too_many_open_orders",
+        )
     mode = skill.effective_payment_mode
     if mode == PaymentMode.BUYER_CHOICE:
         if payment_mode not in (PaymentMode.UPFRONT, PaymentMode.ON_COMPLETION):
@@ -143,7 +156,8 @@ def job_create(
             skill=skill,
             invoice=invoice,
             buyer=buyer if buyer and buyer.is_authenticated else None,
-            buyer_browser=browser_hash(browser_token),
+            buyer_browser=browser,
+            buyer_address=address,
             prompt=prompt,
             price=price,
             payment_mode=mode,

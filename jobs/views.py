@@ -15,7 +15,7 @@ from jobs.rendering import render_result
 from marketplace import selectors as catalog
 from marketplace.errors import ApplicationError
 from marketplace.models import Skill
-from marketplace.ratelimits import rate_limit
+from marketplace.ratelimits import client_ip, rate_limit
 from payments import devwallet
 from payments.chain import ChainError
 from payments.forms import TxHashForm
@@ -40,6 +40,7 @@ def skill_detail(request, agent_slug: str, skill_slug: str):
                 prompt=form.cleaned_data["prompt"],
                 buyer=request.user,
                 browser_token=browser_token(request.session, create=True),
+                client_address=client_ip(request),
                 payment_mode=form.cleaned_data.get("payment_mode", ""),
             )
         except ApplicationError as error:
