@@ -286,3 +286,31 @@ def test_jobs_held_by_a_refused_key_complete_once_it_works(worker, stub, chain):
         assert kinds(job).count("success") == 1
     assert len(stub.requests) - refused_calls == 3
     assert not OperatorAlert.objects.filter(resolved_at__isnull=True).exists()
+
+
+def test_a_lost_pay_after_delivery_order_is_queued_again_and_runs(worker, stub, chain):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from config.celery import app
+
+    worker.stop()
+    job = order(SkillFactory(payment_mode="on_completion"))
+    with app.connection_for_write() as connection:  # the broker lost the order's message
+        connection.default_channel.queue_purge("generation")
+    worker.start()
+    # Nothing ran it, and nothing may expire it: its invoice has no deadline before delivery.
+    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    assert job.invoice.expires_at is None
+
+    assert jobs_reap() == 1
+
+    def delivered():
+        job.refresh_from_db()
+        return job.status == Job.Status.DELIVERED
+
+    wait_for(delivered, what="the requeued order to run")
+    job.invoice.refresh_from_db()
+    assert job.invoice.expires_at > timezone.now()  # the buyer's time to pay starts now
+    assert len(stub.requests) == 1

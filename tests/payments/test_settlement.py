@@ -493,3 +493,18 @@ def test_balances_read_per_agent(chain):
     held = balances(Account.AGENT_HELD)
     assert held == {str(job.skill.agent.pk): int(job.invoice.share_units)}
     assert vendo_chain.token_balance(chain.recipient) >= total(Account.WALLET)
+
+
+def test_money_on_a_cancelled_invoice_goes_back_on_chain(chain, stub):
+    job = order(SkillFactory(payment_mode="on_completion", price=Decimal("2")))
+    tx = chain.transfer(1_000_000, buyer=B)  # paid part of it early
+    submit(job, tx, sign_claim(BUYERS[B][1], tx, job))
+    before = token_balance(chain, BUYERS[B][0])
+
+    fail(job, stub)  # the run fails: nothing more is asked, what was paid goes back
+    send_transfers()
+
+    [refund] = OnchainTransfer.objects.filter(invoice=job.invoice)
+    assert (refund.cause, refund.status) == (OnchainTransfer.Cause.CANCELLED, "confirmed")
+    assert token_balance(chain, BUYERS[B][0]) == before + 1_000_000
+    books_balance()
