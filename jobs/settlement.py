@@ -32,7 +32,7 @@ def job_settle(*, job: Job) -> None:
     invoice = job.invoice
     money.invoice_settle(
         invoice=invoice,
-        agent=job.skill.agent,
+        agent_id=job.skill.agent_id,
         share_units=provider_share(invoice.price_units),
     )
 

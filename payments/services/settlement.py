@@ -304,7 +304,7 @@ def invoice_refunds_cancel(*, invoice: Invoice) -> None:
 # ------------------------------------------------------------------------------
 
 
-def invoice_settle(*, invoice: Invoice, agent: Agent, share_units: int) -> None:
+def invoice_settle(*, invoice: Invoice, agent_id: int, share_units: int) -> None:
     """Split a paid invoice: the agent's share held, the fee and tail to the platform, any
     excess back to its sender. The caller holds the invoice's lock."""
     if invoice.settled_at:
@@ -316,13 +316,13 @@ def invoice_settle(*, invoice: Invoice, agent: Agent, share_units: int) -> None:
     ledger_post(
         kind=Kind.SETTLED,
         moves=[
-            Move(escrow_of(invoice), held_of(agent.pk), share),
+            Move(escrow_of(invoice), held_of(agent_id), share),
             Move(escrow_of(invoice), REVENUE, fee),
         ],
-        memo=f"Invoice {invoice.reference}: {share} to agent {agent.pk}, {fee} fee and tail",
+        memo=f"Invoice {invoice.reference}: {share} to agent {agent_id}, {fee} fee and tail",
         invoice=invoice,
     )
-    invoice.agent = agent
+    invoice.agent_id = agent_id
     invoice.share_units, invoice.fee_units, invoice.held_units = share, fee, share
     invoice.settled_at = timezone.now()
     invoice.save(
@@ -335,7 +335,7 @@ def invoice_settle(*, invoice: Invoice, agent: Agent, share_units: int) -> None:
             "updated_at",
         ]
     )
-    if balance(escrow_of(invoice)) > 0:
+    if int(invoice.excess_units) > 0:  # escrow holds what was paid: the amount and the excess
         escrow_refund(invoice=invoice, cause=OnchainTransfer.Cause.EXCESS)
 
 
