@@ -36,18 +36,21 @@ def test_pay_with_wallet_sends_the_transfer_and_the_job_completes(page, shot, ch
     page.locator("#pay-wallet").click()
     # job.js submits the hash form itself; the server verifies the transfer and redirects back.
     expect(page.get_by_role("status").filter(has_text="Payment confirmed.")).to_be_visible()
+    # The page reads the chain again after the switch, and pins the transfer to it.
     assert wallet.methods == [
         "eth_requestAccounts",
         "eth_chainId",
         "wallet_switchEthereumChain",
+        "eth_chainId",
         "eth_sendTransaction",
     ]
     assert wallet.calls[2][1] == [{"chainId": hex(invoice.chain_id)}]
     [sent] = wallet.sent
-    [request] = wallet.calls[3][1]
+    [request] = wallet.calls[4][1]
     assert request["from"].lower() == buyer.lower()
     assert request["to"].lower() == invoice.token_address.lower()
     assert request["data"] == transfer_calldata(invoice.recipient, invoice.amount_units)
+    assert request["chainId"] == hex(invoice.chain_id)
     transaction = chain.w3.eth.get_transaction(sent)
     assert transaction["chainId"] == invoice.chain_id
 
