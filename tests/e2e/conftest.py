@@ -127,6 +127,17 @@ def new_tab(page: Page) -> Page:
     return tab
 
 
+def recheck_now() -> None:
+    """Run the watcher's recheck of transfers now, as its beat would a few seconds later."""
+    from django.utils import timezone
+
+    from payments.models import Payment
+    from payments.services.watcher import payments_recheck
+
+    Payment.objects.update(next_check_at=timezone.now())
+    payments_recheck()
+
+
 @pytest.fixture(scope="session")
 def screenshot_dir() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

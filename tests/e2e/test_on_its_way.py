@@ -7,14 +7,12 @@ disabled button, and that the wallet was asked for one transfer only.
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 from playwright.sync_api import expect
 
 from payments import devchain
 from payments.models import Invoice, Payment, Submission
-from payments.services.watcher import payments_recheck
 from tests.conftest import BUYERS, submit, wait_for
-from tests.e2e.conftest import InjectedWallet, new_tab
+from tests.e2e.conftest import InjectedWallet, new_tab, recheck_now
 from tests.factories import SkillFactory, order
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -37,12 +35,6 @@ def mine_pending(chain) -> None:
 
 def sends(wallet: InjectedWallet) -> int:
     return wallet.methods.count("eth_sendTransaction")
-
-
-def recheck_now() -> None:
-    """Run the watcher's recheck of pending transfers now, as its beat would shortly."""
-    Payment.objects.update(next_check_at=timezone.now())
-    payments_recheck()
 
 
 def expect_on_its_way(tab, note: str) -> None:
