@@ -544,7 +544,8 @@
           : "Your transfer is waiting for confirmations. Nothing more to send.";
       if (note.textContent !== text) note.textContent = text;
     }
-    ["qr-block", "open-wallet", "pay-note"].forEach(function (id) {
+    // Everything that asks for money, the "Send exactly ..." steps included.
+    ["qr-block", "open-wallet", "pay-note", "next-steps"].forEach(function (id) {
       var node = document.getElementById(id);
       if (node) node.hidden = !payable;
     });

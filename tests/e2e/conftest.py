@@ -146,13 +146,16 @@ def screenshot_dir() -> Path:
 
 @pytest.fixture
 def shot(page, screenshot_dir):
-    """shot("buyer-01-catalog") saves a full-page screenshot as var/screenshots/<name>.png."""
+    """shot("buyer-01-catalog") saves a full-page screenshot as var/screenshots/<name>.png.
 
-    def save(name: str) -> Path:
+    shot(name, of=tab) takes it of another tab than the test's page.
+    """
+
+    def save(name: str, of: Page | None = None) -> Path:
         if not re.fullmatch(r"[a-z]+-\d\d-[a-z0-9-]+", name):
             raise ValueError(f"name screenshots <test>-<step>-<what>, not {name!r}")
         path = screenshot_dir / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        (of or page).screenshot(path=str(path), full_page=True)
         return path
 
     return save

@@ -43,6 +43,7 @@ def expect_on_its_way(tab, note: str) -> None:
     expect(tab.locator("#on-its-way-note")).to_contain_text(note)
     expect(tab.locator("#qr-block")).not_to_be_visible()
     expect(tab.locator("#open-wallet")).not_to_be_visible()
+    expect(tab.locator("#next-steps")).not_to_be_visible()
     expect(tab.locator("#pay-wallet")).to_be_disabled()
     expect(tab.locator("#pay-wallet")).to_have_text("Payment on its way")
 
@@ -73,7 +74,7 @@ def test_transfer_awaiting_confirmations_is_on_its_way_and_never_asked_for_again
     # The other tab learns it on its next poll, and stops offering to pay.
     expect_on_its_way(other, "waiting for confirmations")
     other.locator("#pay-wallet").click(force=True)
-    shot("onitsway-02-second-tab")
+    shot("onitsway-02-second-tab", of=other)
 
     chain.mine(2)
     recheck_now()
