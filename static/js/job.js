@@ -451,7 +451,9 @@
 
   function csrfToken() {
     var input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
+    if (input) return input.value;
+    var cookie = /(?:^|;\s*)csrftoken=([^;]+)/.exec(document.cookie);
+    return cookie ? decodeURIComponent(cookie[1]) : "";
   }
 
   function submitUrl() {
@@ -893,6 +895,8 @@
     // Without a script the claim cannot be signed, so its button only shows with one.
     var buttons = document.querySelectorAll(".claim-button");
     Array.prototype.forEach.call(buttons, function (button) { button.hidden = false; });
+    var notes = document.querySelectorAll(".claim-nojs");
+    Array.prototype.forEach.call(notes, function (note) { note.hidden = true; });
     document.addEventListener("click", function (event) {
       var button = event.target.closest ? event.target.closest(".claim-button") : null;
       var form = button && button.closest(".claim-form");

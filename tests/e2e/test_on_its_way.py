@@ -191,3 +191,33 @@ def test_payment_taken_back_by_a_reorg_brings_the_qr_code_back(page, shot, chain
     expect(page.locator("#payments .payment[data-status='reverted']")).to_have_count(1)
     shot("onitsway-05-taken-back")
     assert sends(wallet) == 1
+
+
+def test_without_javascript_the_pay_block_still_works(browser, live_server, chain, shot):
+    job = order(SkillFactory(name="Release Notes Writer"))
+    invoice = job.invoice
+    rounded_hash = chain.transfer(int(invoice.price_units), buyer=2).lower()
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    try:
+        tab = context.new_page()
+        tab.goto(job.get_absolute_url())
+        expect(tab.locator("#qr-block")).to_be_visible()
+        expect(tab.locator("#open-wallet")).to_have_attribute("href", invoice.payment_uri)
+        expect(tab.locator("#on-its-way")).to_be_hidden()
+
+        # A rounded transfer: the page says why it does not count, and that claiming it
+        # needs the wallet (there is no button that cannot work).
+        tab.get_by_label("Transaction hash").fill(rounded_hash)
+        tab.get_by_role("button", name="Check").click()
+        row = tab.locator(f"#payments .payment[data-tx-hash='{rounded_hash}']")
+        expect(row).to_have_attribute("data-status", "rejected")
+        expect(row.locator(".claim-button")).to_be_hidden()
+        expect(row).to_contain_text("Claiming it needs your browser wallet")
+
+        # The exact amount, pasted by hand, pays.
+        tab.get_by_label("Transaction hash").fill(chain.transfer(invoice.amount_units, buyer=2))
+        tab.get_by_role("button", name="Check").click()
+        expect(tab.locator("#invoice-status")).to_have_attribute("data-status", "paid")
+        shot("onitsway-06-without-javascript", of=tab)
+    finally:
+        context.close()

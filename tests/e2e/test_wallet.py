@@ -233,6 +233,7 @@ def test_rounded_transfer_is_claimed_by_signing_in_the_page_then_the_rest_paid(p
     expect(row).to_contain_text("sign with the wallet that sent it")
     claim = row.locator(".claim-button")
     expect(claim).to_be_visible()
+    expect(row.locator(".claim-nojs")).to_be_hidden()
     shot("claim-01-signature-required")
 
     # The buyer first declines the signature request: nothing is claimed, and the page says so.
