@@ -9,7 +9,7 @@ class OrderError(ApplicationError):
     code = "invalid_order"
 
 
-class TestRunRefused(ApplicationError):
+class SkillTestRefused(ApplicationError):
     """A test run that cannot start: the daily limit, or a skill whose settings are refused."""
 
     code = "test_run_refused"

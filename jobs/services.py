@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from jobs import selectors, settlement
 from jobs.buyers import address_hash, browser_hash
-from jobs.errors import InvalidTransition, OrderError, TestRunRefused
+from jobs.errors import InvalidTransition, OrderError, SkillTestRefused
 from jobs.models import TRANSITIONS, DeadLetter, Dispute, Job, JobEvent
 from marketplace.models import PaymentMode, Skill
 from marketplace.money import format_token
@@ -211,14 +211,14 @@ def job_test_run(*, skill: Skill, prompt: str, user: AbstractBaseUser) -> Job:
         skill.clean()
     except ValidationError as error:
         fields = ", ".join(sorted(error.message_dict))
-        raise TestRunRefused(f"Fix the skill's settings first ({fields}), then test it.") from None
+        raise SkillTestRefused(f"Fix the skill's settings first ({fields}), then test it.") from None
     limit = settings.PROVIDER_TEST_RUNS_PER_DAY
     with transaction.atomic():
         # One provider's test runs are counted one at a time: two presses at once cannot both
         # take the last one.
         owner = get_user_model().objects.select_for_update().get(pk=skill.agent.owner_id)
         if job_test_runs_left(owner=owner) <= 0:
-            raise TestRunRefused(
+            raise SkillTestRefused(
                 f"{owner.get_username()} has used today's {limit} test runs (the limit is per "
                 "provider, across all its skills). More tomorrow (UTC).",
                 code="test_run_limit",
