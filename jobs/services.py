@@ -211,7 +211,9 @@ def job_test_run(*, skill: Skill, prompt: str, user: AbstractBaseUser) -> Job:
         skill.clean()
     except ValidationError as error:
         fields = ", ".join(sorted(error.message_dict))
-        raise SkillTestRefused(f"Fix the skill's settings first ({fields}), then test it.") from None
+        raise SkillTestRefused(
+            f"Fix the skill's settings first ({fields}), then test it."
+        ) from None
     limit = settings.PROVIDER_TEST_RUNS_PER_DAY
     with transaction.atomic():
         # One provider's test runs are counted one at a time: two presses at once cannot both

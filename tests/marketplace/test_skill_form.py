@@ -190,9 +190,11 @@ def test_the_add_form_has_no_history_section_and_the_change_form_has(client, pro
 def test_prices_show_with_two_decimals_in_the_form(client, provider):
     skill = SkillFactory(agent__owner=provider)  # 1.250000 stored
 
-    form = client.get(reverse("admin:marketplace_skill_change", args=[skill.pk])).context[
-        "adminform"
-    ].form
+    form = (
+        client.get(reverse("admin:marketplace_skill_change", args=[skill.pk]))
+        .context["adminform"]
+        .form
+    )
 
     assert form["price"].value() == "1.25"
 

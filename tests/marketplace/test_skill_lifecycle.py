@@ -151,9 +151,8 @@ def test_only_a_test_job_may_lack_an_invoice():
 def test_test_runs_are_limited_per_provider_across_all_its_skills(settings):
     settings.PROVIDER_TEST_RUNS_PER_DAY = 2
     provider = ProviderFactory()
-    first, second = DraftSkillFactory(agent__owner=provider), DraftSkillFactory(agent__owner=provider)
-    job_test_run(skill=first, prompt=SAMPLE, user=provider)
-    job_test_run(skill=second, prompt=SAMPLE, user=provider)
+    for _ in range(2):
+        job_test_run(skill=DraftSkillFactory(agent__owner=provider), prompt=SAMPLE, user=provider)
 
     with pytest.raises(SkillTestRefused, match="2 test runs"):
         job_test_run(skill=DraftSkillFactory(agent__owner=provider), prompt=SAMPLE, user=provider)
