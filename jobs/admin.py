@@ -85,6 +85,15 @@ STAMPS = [
 ]
 
 
+class SkillFilter(admin.RelatedOnlyFieldListFilter):
+    """The skills of the jobs listed, named with their agent in one query (not one a skill)."""
+
+    def field_choices(self, field, request, model_admin):
+        listed = model_admin.get_queryset(request).order_by().values_list("skill_id", flat=True)
+        skills = Skill.objects.filter(pk__in=listed).select_related("agent")
+        return [(skill.pk, str(skill)) for skill in skills.order_by("agent__name", "name")]
+
+
 @admin.register(Job)
 class JobAdmin(OwnedAdmin):
     """Jobs and test runs. A provider's job page is grouped: a summary with the money, the
@@ -104,7 +113,7 @@ class JobAdmin(OwnedAdmin):
     list_filter = [
         "status",
         "is_test",
-        ("skill", admin.RelatedOnlyFieldListFilter),
+        ("skill", SkillFilter),
         "payment_mode",
     ]
     search_fields = ["public_id", "prompt"]

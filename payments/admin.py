@@ -141,7 +141,7 @@ def _units(field: str, description: str):
 class InvoiceAdmin(ForOperators, WithTotals, OwnedAdmin):
     owner_path = "job__skill__agent__owner"
     list_display = [
-        "reference", "job", "status", "amount", "paid", "excess", "created_at", "paid_at",
+        "reference", "for_job", "status", "amount", "paid", "excess", "created_at", "paid_at",
     ]  # fmt: skip
     list_filter = ["status", ("paid_at", PaidAtFilter), "chain_id"]
     date_hierarchy = "created_at"
@@ -150,8 +150,8 @@ class InvoiceAdmin(ForOperators, WithTotals, OwnedAdmin):
     inlines = [PaymentInline, SubmissionInline, RefundInline]
     # Invoices are written by the system only.
     readonly_fields = [
-        "reference", "job", "status", "chain_id", "token_address", "token_decimals", "recipient",
-        "amount", "paid", "pending", "excess", "late", "expires_at", "holds_amount",
+        "reference", "for_job", "status", "chain_id", "token_address", "token_decimals",
+        "recipient", "amount", "paid", "pending", "excess", "late", "expires_at", "holds_amount",
         "amount_held_until", "paid_at", "closed_at", "settled_at", "agent", "share", "fee",
         "held", "refunded", "released_at", "created_at",
     ]  # fmt: skip
@@ -171,7 +171,7 @@ class InvoiceAdmin(ForOperators, WithTotals, OwnedAdmin):
         return invoice_totals(invoices=queryset)
 
     @admin.display(description="job")
-    def job(self, obj) -> str:
+    def for_job(self, obj) -> str:
         return job_link(obj.reference)
 
     def has_add_permission(self, request):
@@ -201,7 +201,7 @@ class PaymentAdmin(ForOperators, WithTotals, OwnedAdmin):
     owner_path = "invoice__job__skill__agent__owner"
     form = AttributeForm
     list_display = [
-        "short_hash", "invoice", "job", "from_address", "amount", "status", "attribution",
+        "short_hash", "invoice", "for_job", "from_address", "amount", "status", "attribution",
         "block_time",
     ]  # fmt: skip
     list_filter = [
@@ -216,7 +216,7 @@ class PaymentAdmin(ForOperators, WithTotals, OwnedAdmin):
     list_select_related = ["invoice"]
     totals_label = "transfers"
     base_readonly = [
-        "invoice", "job", "tx_hash", "log_index", "block_number", "block_time", "from_address",
+        "invoice", "for_job", "tx_hash", "log_index", "block_number", "block_time", "from_address",
         "to_address", "amount", "status", "confirmations", "is_final", "reason", "attribution",
         "attributed_by", "attributed_at", "is_late", "is_booked", "source", "created_at",
     ]  # fmt: skip
@@ -231,7 +231,7 @@ class PaymentAdmin(ForOperators, WithTotals, OwnedAdmin):
         return f"{obj.tx_hash[:10]}…{obj.tx_hash[-6:]} #{obj.log_index}"
 
     @admin.display(description="job")
-    def job(self, obj) -> str:
+    def for_job(self, obj) -> str:
         return job_link(obj.invoice.reference) if obj.invoice_id else "— (unmatched)"
 
     def get_readonly_fields(self, request, obj=None):
