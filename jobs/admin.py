@@ -47,7 +47,10 @@ class DisputeInline(admin.StackedInline):
 
 
 class JobEventInline(admin.TabularInline):
+    """The job's timeline, as on its public page, with the detail only the console shows."""
+
     model = JobEvent
+    verbose_name_plural = "timeline"
     extra = 0
     can_delete = False
     fields = ["created_at", "kind", "status", "message", "detail"]
@@ -107,8 +110,7 @@ class JobAdmin(OwnedAdmin):
         "price_usdc",
         "error_short",
         "payment_problem",
-        "invoice_link",
-        "created_at",
+        "ordered",
     ]
     list_filter = [
         "status",
@@ -133,8 +135,9 @@ class JobAdmin(OwnedAdmin):
 
     def get_fieldsets(self, request, obj=None):
         operator = not is_provider(request.user)
+        summary = [f for f in self.summary if f != "error" or (obj is not None and obj.error)]
         fieldsets = [
-            ("Summary", {"fields": self.summary}),
+            ("Summary", {"fields": summary}),
             ("Input", {"fields": ["prompt_text"]}),
             ("Output", {"fields": ["output"]}),
         ]
@@ -156,10 +159,6 @@ class JobAdmin(OwnedAdmin):
                 Prefetch("invoice__submissions", queryset=rejected, to_attr="rejected")
             )
         )
-
-    def get_list_display(self, request):
-        fields = super().get_list_display(request)
-        return [f for f in fields if f != "invoice_link"] if is_provider(request.user) else fields
 
     def has_add_permission(self, request):
         return False
@@ -199,11 +198,15 @@ class JobAdmin(OwnedAdmin):
     def price_usdc(self, obj) -> str:
         return format_usdc(obj.price)
 
-    @admin.display(description="error (as the buyer reads it)")
+    @admin.display(description="ordered", ordering="created_at")
+    def ordered(self, obj) -> str:
+        return timezone.localtime(obj.created_at).strftime("%d %b, %H:%M")
+
+    @admin.display(description="error")
     def error_short(self, obj) -> str:
         return Truncator(obj.error).chars(120) if obj.error else "—"
 
-    @admin.display(description="payment rejected")
+    @admin.display(description="payment refused")
     def payment_problem(self, obj) -> str:
         rejected = getattr(obj.invoice, "rejected", None) if obj.invoice_id else None
         if not rejected:

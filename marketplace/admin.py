@@ -301,6 +301,10 @@ class SkillAdmin(OwnedAdmin):
         fieldsets = list(super().get_fieldsets(request, obj))
         return fieldsets if obj is None else [*fieldsets, self.history_fieldset]
 
+    def view_on_site(self, obj):
+        # A draft has no public page yet.
+        return obj.get_absolute_url() if obj.is_live else None
+
     def get_autocomplete_fields(self, request):
         # A provider picks among its few agents in a plain list; operators search them all.
         return [] if is_provider(request.user) else ["agent"]

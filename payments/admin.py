@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from marketplace.admin import OwnedAdmin
@@ -67,6 +68,10 @@ class WithTotals:
             context["totals"] = self.totals(context["cl"].queryset)
             context["totals_label"] = self.totals_label
         return response
+
+
+def _when(moment) -> str:
+    return timezone.localtime(moment).strftime("%d %b %Y, %H:%M") if moment else "—"
 
 
 def job_link(reference: str) -> str:
@@ -141,7 +146,7 @@ def _units(field: str, description: str):
 class InvoiceAdmin(ForOperators, WithTotals, OwnedAdmin):
     owner_path = "job__skill__agent__owner"
     list_display = [
-        "reference", "for_job", "status", "amount", "paid", "excess", "created_at", "paid_at",
+        "number", "for_job", "status", "amount", "paid", "excess", "created", "paid_on",
     ]  # fmt: skip
     list_filter = ["status", ("paid_at", PaidAtFilter), "chain_id"]
     date_hierarchy = "created_at"
@@ -169,6 +174,18 @@ class InvoiceAdmin(ForOperators, WithTotals, OwnedAdmin):
 
     def totals(self, queryset):
         return invoice_totals(invoices=queryset)
+
+    @admin.display(description="invoice", ordering="pk")
+    def number(self, obj) -> str:
+        return f"#{obj.pk}"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj) -> str:
+        return _when(obj.created_at)
+
+    @admin.display(description="paid at", ordering="paid_at")
+    def paid_on(self, obj) -> str:
+        return _when(obj.paid_at)
 
     @admin.display(description="job")
     def for_job(self, obj) -> str:
@@ -201,8 +218,7 @@ class PaymentAdmin(ForOperators, WithTotals, OwnedAdmin):
     owner_path = "invoice__job__skill__agent__owner"
     form = AttributeForm
     list_display = [
-        "short_hash", "invoice", "for_job", "from_address", "amount", "status", "attribution",
-        "block_time",
+        "short_hash", "for_job", "sender", "amount", "status", "attribution", "mined",
     ]  # fmt: skip
     list_filter = [
         ("block_time", PaidAtFilter),
@@ -228,7 +244,20 @@ class PaymentAdmin(ForOperators, WithTotals, OwnedAdmin):
 
     @admin.display(description="transaction", ordering="tx_hash")
     def short_hash(self, obj) -> str:
-        return f"{obj.tx_hash[:10]}…{obj.tx_hash[-6:]} #{obj.log_index}"
+        return f"{obj.tx_hash[:8]}…{obj.tx_hash[-4:]} #{obj.log_index}"
+
+    @admin.display(description="from", ordering="from_address")
+    def sender(self, obj) -> str:
+        return format_html(
+            '<span title="{}">{}…{}</span>',
+            obj.from_address,
+            obj.from_address[:8],
+            obj.from_address[-4:],
+        )
+
+    @admin.display(description="paid at (mined)", ordering="block_time")
+    def mined(self, obj) -> str:
+        return _when(obj.block_time)
 
     @admin.display(description="job")
     def for_job(self, obj) -> str:

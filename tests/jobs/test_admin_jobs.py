@@ -58,14 +58,6 @@ def test_the_job_list_shows_why_a_payment_was_rejected(client, operator, chain):
     assert "lookalike:" in page
 
 
-def test_the_job_list_links_each_job_to_its_invoice(client, operator):
-    job = order()
-
-    page = client.get(reverse("admin:jobs_job_changelist")).content.decode()
-
-    assert reverse("admin:payments_invoice_change", args=[job.invoice.pk]) in page
-
-
 def test_the_job_list_makes_a_fixed_number_of_queries(
     client, operator, chain, django_assert_max_num_queries
 ):
