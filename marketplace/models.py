@@ -10,6 +10,7 @@ from django.db.models.functions import Lower
 from django.urls import reverse
 
 from marketplace import pricing
+from marketplace.money import format_usdc
 from marketplace.pricing import ModelSpec
 from marketplace.schemas import SchemaRefused, check_json_schema
 
@@ -27,10 +28,6 @@ PRICE_FIELD = {
 # What a provider writes is bounded: it is sent to the model, shown, and stored on every job.
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 MAX_DESCRIPTION_CHARS = 4_000
-
-
-def _usdc(amount: Decimal) -> str:
-    return format(amount.normalize(), "f")
 
 
 class PaymentMode(models.TextChoices):
@@ -304,15 +301,15 @@ class Skill(models.Model):
             if self.price <= 0 or self.price < cost:
                 errors.setdefault(
                     "price",
-                    f"Charge at least {_usdc(max(cost, pricing.BASE_UNIT))} USDC: one run of "
+                    f"Charge at least {format_usdc(max(cost, pricing.BASE_UNIT))} USDC: one run of "
                     f"{tokens:,} output tokens on {model.name} costs the platform "
-                    f"{_usdc(cost)} USDC.",
+                    f"{format_usdc(cost)} USDC.",
                 )
         per_1k = self.price_per_1k if self.pricing == self.Pricing.PER_1K_TOKENS else None
         if isinstance(per_1k, Decimal) and per_1k < model.cost_per_1k_output:
             errors.setdefault(
                 "price_per_1k",
-                f"Charge at least {_usdc(model.cost_per_1k_output)} USDC per 1,000 tokens: "
+                f"Charge at least {format_usdc(model.cost_per_1k_output)} USDC per 1,000 tokens: "
                 f"what {model.name} costs the platform.",
             )
 
