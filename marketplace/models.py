@@ -217,9 +217,14 @@ class Skill(models.Model):
         )
 
     def compute_fingerprint(self) -> str:
-        """Return the SHA-256 of what decides the answers: prompt, model, format and schema."""
+        """Return the SHA-256 of what decides the answers: prompt, model, format and schema.
+
+        Line endings are read as one (a browser posts a textarea's lines with CRLF), so saving
+        an unchanged prompt from the admin never looks like a change.
+        """
+        values = [getattr(self, name) for name in self.GENERATION_FIELDS]
         material = json.dumps(
-            [getattr(self, name) for name in self.GENERATION_FIELDS],
+            [v.replace("\r\n", "\n") if isinstance(v, str) else v for v in values],
             sort_keys=True,
             separators=(",", ":"),
             default=str,

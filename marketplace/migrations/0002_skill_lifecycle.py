@@ -14,8 +14,9 @@ def keep_listed_skills_live(apps, schema_editor):
     """Skills saved before drafts existed were in the catalog: they stay live."""
     Skill = apps.get_model("marketplace", "Skill")
     for skill in Skill.objects.all():
+        values = [getattr(skill, name) for name in GENERATION_FIELDS]
         material = json.dumps(
-            [getattr(skill, name) for name in GENERATION_FIELDS],
+            [v.replace("\r\n", "\n") if isinstance(v, str) else v for v in values],
             sort_keys=True,
             separators=(",", ":"),
             default=str,

@@ -318,6 +318,20 @@ def test_renaming_a_live_skill_keeps_it_live(client):
     assert skill.name == "A Better Name" and skill.status == Skill.Status.LIVE
 
 
+def test_a_browsers_line_endings_are_not_a_change_of_prompt(client):
+    provider = ProviderFactory()
+    skill = SkillFactory(agent__owner=provider, system_prompt="Line one.\nLine two.")
+    log_in(client, provider)
+
+    client.post(
+        reverse("admin:marketplace_skill_change", args=[skill.pk]),
+        skill_form_data(skill, system_prompt="Line one.\r\nLine two.", name="Renamed"),
+    )
+
+    skill.refresh_from_db()
+    assert skill.name == "Renamed" and skill.status == Skill.Status.LIVE
+
+
 def test_back_to_draft_takes_a_live_skill_out_of_the_catalog(client):
     provider = ProviderFactory()
     skill = SkillFactory(agent__owner=provider, name="Withdrawn Skill")
