@@ -160,6 +160,13 @@ class JobAdmin(OwnedAdmin):
             )
         )
 
+    def get_list_display(self, request):
+        # A refusal's reason may quote the sender's address: providers read its code only.
+        fields = super().get_list_display(request)
+        if is_provider(request.user):
+            return ["payment_problem_code" if f == "payment_problem" else f for f in fields]
+        return fields
+
     def has_add_permission(self, request):
         return False
 
@@ -205,6 +212,11 @@ class JobAdmin(OwnedAdmin):
     @admin.display(description="error")
     def error_short(self, obj) -> str:
         return Truncator(obj.error).chars(120) if obj.error else "—"
+
+    @admin.display(description="payment refused")
+    def payment_problem_code(self, obj) -> str:
+        rejected = getattr(obj.invoice, "rejected", None) if obj.invoice_id else None
+        return ", ".join(dict.fromkeys(item.code for item in rejected)) if rejected else "—"
 
     @admin.display(description="payment refused")
     def payment_problem(self, obj) -> str:

@@ -58,6 +58,18 @@ def test_the_job_list_shows_why_a_payment_was_rejected(client, operator, chain):
     assert "lookalike:" in page
 
 
+def test_a_provider_reads_a_refused_payments_code_never_its_sender(client, chain):
+    provider = ProviderFactory()
+    job = order(SkillFactory(agent__owner=provider))
+    submit(job, chain.transfer(job.invoice.amount_units, token=chain.lookalike))
+    log_in(client, provider)
+
+    page = client.get(reverse("admin:jobs_job_changelist")).content.decode()
+
+    assert "lookalike" in page
+    assert job.invoice.submissions.get().reason not in page
+
+
 def test_the_job_list_makes_a_fixed_number_of_queries(
     client, operator, chain, django_assert_max_num_queries
 ):
