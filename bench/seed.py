@@ -66,6 +66,8 @@ def skill(slug: str, price: str, *, agent_slug: str = "bench-agent"):
             "model": "claude-haiku-4-5",
             "max_output_tokens": 256,
             "price": Decimal(price),
+            # Bench skills are listed at once: no test run (a test run is a provider's check).
+            "status": Skill.Status.LIVE,
         },
     )
     return Skill.objects.select_related("agent").get(pk=found.pk)
@@ -75,7 +77,7 @@ def catalog_fill(total: int) -> int:
     """Add skills (ten per agent) until the catalog lists `total` active skills."""
     from marketplace.models import Skill
 
-    have = Skill.objects.active().count()
+    have = Skill.objects.listed().count()
     owner = provider()
     new = []
     for n in range(have, total):
@@ -91,10 +93,11 @@ def catalog_fill(total: int) -> int:
                 system_prompt="Answer briefly.",
                 model="claude-haiku-4-5",
                 price=Decimal("1.500000"),
+                status=Skill.Status.LIVE,
             )
         )
     Skill.objects.bulk_create(new, batch_size=500)
-    return Skill.objects.active().count()
+    return Skill.objects.listed().count()
 
 
 def jobs_create(skill_obj, count: int, *, threads: int = 3, prompt_for=None) -> list[JobRef]:

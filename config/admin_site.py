@@ -1,16 +1,55 @@
-"""Vendo's admin site: Django's, with "view on site" scoped like every other admin path."""
+"""Vendo's admin site, the console: Django's, with homes that answer a provider's and an
+operator's first questions, and "view on site" scoped like every other admin path."""
+
+from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.contenttypes.views import shortcut
 from django.http import Http404
 from django.urls import path
+from django.utils import timezone
+
+
+def _since(start, end) -> str:
+    """The query string of the payment list's "paid at" filter for [start, end), confirmed."""
+    return urlencode(
+        {"block_time__gte": str(start), "block_time__lt": str(end), "status__exact": "confirmed"}
+    )
 
 
 class VendoAdminSite(admin.AdminSite):
     site_header = "Vendo console"
     site_title = "Vendo console"
-    index_title = "Agents, skills and jobs"
+    index_title = "Home"
+    index_template = "admin/vendo_index.html"
+
+    def index(self, request, extra_context=None):
+        """The home: a provider's agents at a glance, or the operator's overview of the
+        money and the jobs; the list of models follows."""
+        from jobs.selectors import jobs_overview, provider_home
+        from jobs.services import start_of_day
+        from marketplace.permissions import is_provider
+        from marketplace.selectors import alerts_open
+        from payments.selectors import money_overview
+
+        context = dict(extra_context or {})
+        if is_provider(request.user):
+            context["provider_home"] = provider_home(user=request.user)
+        elif request.user.is_superuser:
+            now = timezone.now()
+            today = start_of_day(now)
+            week, tomorrow = today - timedelta(days=7), today + timedelta(days=1)
+            context["jobs_overview"] = jobs_overview(now=now)
+            context["money"] = money_overview(today=today, week=week)
+            context["alerts"] = alerts_open()
+            # The payment list's own "paid at" filter (Today, Past 7 days), confirmed only.
+            context["links"] = {
+                "payments_today": _since(today, tomorrow),
+                "payments_week": _since(week, tomorrow),
+            }
+        return super().index(request, extra_context=context)
 
     def get_urls(self):
         # Django's own /admin/r/<ct>/<id>/ redirects any staff user to any object's page,

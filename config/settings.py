@@ -397,6 +397,9 @@ GENERATION_RETRY_BASE = env.float("GENERATION_RETRY_BASE", default=2.0)
 REQUEUE_PAID_AFTER = env.int("REQUEUE_PAID_AFTER", default=300)
 # Partial output is saved at most this often while a generation streams.
 PARTIAL_SAVE_INTERVAL = env.float("PARTIAL_SAVE_INTERVAL", default=0.5)
+# Test runs (unbilled model calls on the platform's key) a provider may start per day (UTC),
+# across all its skills: many skills must not add up to free model calls.
+PROVIDER_TEST_RUNS_PER_DAY = env.int("PROVIDER_TEST_RUNS_PER_DAY", default=20)
 
 # ------------------------------------------------------------------------------
 # Periodic tasks (celery beat), in seconds

@@ -7,3 +7,9 @@ class InvalidTransition(ApplicationError):
 
 class OrderError(ApplicationError):
     code = "invalid_order"
+
+
+class SkillTestRefused(ApplicationError):
+    """A test run that cannot start: the daily limit, or a skill whose settings are refused."""
+
+    code = "test_run_refused"

@@ -39,7 +39,7 @@ from jobs.output import Output, parse_output, system_prompt
 from jobs.services import job_event, job_mark_paid, job_transition
 from jobs.settlement import job_refund_failed, job_settle
 from marketplace.models import OperatorAlert, Skill
-from marketplace.services import alert_clear, alert_raise
+from marketplace.services import alert_clear, alert_raise, skill_record_test
 from payments.services.invoices import invoice_lock, invoice_start_clock
 
 logger = logging.getLogger(__name__)
@@ -243,6 +243,30 @@ class _Progress:
 
 
 def _complete(job: Job, token: uuid.UUID, output, input_tokens: int, output_tokens: int) -> None:
+    result = {
+        "output_text": output.text,
+        "output_json": output.data,
+        "partial_text": "",
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "error": "",
+        "error_detail": "",
+        "claim_token": None,
+        "lease_expires_at": None,
+    }
+    if job.is_test:
+        # Unbilled: nothing to hold for payment and nothing to settle. It vouches for the
+        # version of the skill it ran on.
+        with transaction.atomic():
+            job_transition(
+                job=job,
+                to=Job.Status.COMPLETED,
+                guard={"claim_token": token},
+                message=f"Test run passed: {output_tokens} output tokens.",
+                **result,
+            )
+            skill_record_test(skill_id=job.skill_id, fingerprint=job.skill_fingerprint)
+        return
     with transaction.atomic():
         # Lock the invoice before deciding: a payment landing now waits for this decision and
         # then finds the job delivered, so it completes it; none is stranded in between.
@@ -256,15 +280,7 @@ def _complete(job: Job, token: uuid.UUID, output, input_tokens: int, output_toke
             to=Job.Status.COMPLETED if invoice.is_paid else Job.Status.DELIVERED,
             guard={"claim_token": token},
             message=f"{output_tokens} output tokens.",
-            output_text=output.text,
-            output_json=output.data,
-            partial_text="",
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            error="",
-            error_detail="",
-            claim_token=None,
-            lease_expires_at=None,
+            **result,
         )
         if invoice.is_paid:
             job_settle(job=job)
@@ -326,21 +342,24 @@ def _fail(
     job: Job, token: uuid.UUID, message: str, trace: str, task_id: str, *, detail: str = ""
 ) -> None:
     """Fail the job for good: what was paid goes back, and a DeadLetter row operators can
-    replay."""
+    replay. A failed test run only tells its provider why (it was never billed, and a new test
+    run is its replay)."""
+    failure = {
+        "message": message,
+        "error": message,
+        "error_detail": detail,
+        "partial_text": "",
+        "claim_token": None,
+        "lease_expires_at": None,
+    }
+    if job.is_test:
+        job_transition(job=job, to=Job.Status.FAILED, guard={"claim_token": token}, **failure)
+        logger.info("Test run %s failed: %s", job.public_id, detail or message)
+        return
     with transaction.atomic():
         invoice = invoice_lock(invoice_id=job.invoice_id)
         job.invoice = invoice
-        job_transition(
-            job=job,
-            to=Job.Status.FAILED,
-            guard={"claim_token": token},
-            message=message,
-            error=message,
-            error_detail=detail,
-            partial_text="",
-            claim_token=None,
-            lease_expires_at=None,
-        )
+        job_transition(job=job, to=Job.Status.FAILED, guard={"claim_token": token}, **failure)
         job_refund_failed(job=job, invoice=invoice)
         DeadLetter.objects.create(
             job=job,

@@ -10,6 +10,14 @@ from payments.models import Invoice
 
 
 class JobQuerySet(models.QuerySet):
+    def public(self):
+        """Jobs buyers ordered: every job but a provider's test runs."""
+        return self.filter(is_test=False)
+
+    def test_runs_of(self, owner, *, since):
+        """Test runs of `owner`'s skills started since `since` (the daily limit)."""
+        return self.filter(is_test=True, skill__agent__owner=owner, created_at__gte=since)
+
     def stuck_unstarted(self, *, before):
         """Jobs whose message may be lost: paid, or ordered to pay after delivery, before
         `before`, and never started."""
@@ -62,7 +70,15 @@ class Job(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     skill = models.ForeignKey(Skill, on_delete=models.PROTECT, related_name="jobs")
     # Its invoice's reference is the job's public id; payments knows nothing else of the job.
-    invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, related_name="job")
+    # A test run has none: it is unbilled.
+    invoice = models.OneToOneField(
+        Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="job"
+    )
+    # A provider's test run of its skill: unbilled, never refunded, seen only in the admin by
+    # its provider and operators (its public page is a 404).
+    is_test = models.BooleanField("test run", default=False)
+    # The skill's fingerprint when the test run started: the version it tested.
+    skill_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
     buyer = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -121,6 +137,16 @@ class Job(models.Model):
             # The reaper: jobs in a status whose clock ran out.
             models.Index(fields=["status", "paid_at"], name="job_status_paid_at"),
             models.Index(fields=["status", "lease_expires_at"], name="job_status_lease"),
+            # Providers' homes: a skill's jobs today and over the week, the latest first.
+            models.Index(fields=["skill", "created_at"], name="job_skill_created"),
+        ]
+        constraints = [
+            # Every order has its invoice; only a test run has none.
+            models.CheckConstraint(
+                condition=models.Q(is_test=True, invoice__isnull=True)
+                | models.Q(is_test=False, invoice__isnull=False),
+                name="job_invoice_unless_test",
+            )
         ]
         # "My jobs" reads by buyer_browser (db_index) and by buyer (the foreign key's index).
 
@@ -188,6 +214,7 @@ class JobEvent(models.Model):
 
     class Kind(models.TextChoices):
         CREATED = "created", "Ordered"
+        TEST_RUN = "test-run", "Test run started"
         PAYMENT_REQUIRED = "payment-required", "Payment required"
         PAYMENT_SEEN = "payment-seen", "Payment seen"
         PAYMENT_REVERTED = "payment-reverted", "Payment reverted"

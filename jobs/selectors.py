@@ -1,14 +1,18 @@
 """Reads for job pages and the status endpoint."""
 
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from django.db.models import Prefetch, Q
+from django.conf import settings
+from django.db.models import Count, F, Prefetch, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from jobs.buyers import browser_hash
-from jobs.models import Job, JobEvent
-from marketplace.models import PaymentMode
+from jobs.models import DeadLetter, Job, JobEvent
+from marketplace.models import Agent, PaymentMode, Skill
 from payments.models import Invoice, OnchainTransfer, Payment, Submission
+from payments.selectors import Earnings, agent_earnings, token_decimals
 
 MY_JOBS_LIMIT = 50
 SUBMISSION_STATUS = {
@@ -19,9 +23,11 @@ SUBMISSION_STATUS = {
 
 
 def job_get(*, public_id) -> Job:
-    """Return the job with everything its page shows, in a fixed number of queries."""
+    """Return the ordered job (never a test run) with everything its page shows, in a fixed
+    number of queries."""
     return (
-        Job.objects.select_related("skill__agent", "invoice", "dispute")
+        Job.objects.public()
+        .select_related("skill__agent", "invoice", "dispute")
         .prefetch_related(
             Prefetch("events", queryset=JobEvent.objects.order_by("created_at", "id")),
             "invoice__payments",
@@ -37,7 +43,7 @@ def my_jobs(*, user, browser_token: str) -> list[Job]:
     mine = Q(buyer_browser=browser_hash(browser_token)) if browser_token else Q(pk__in=[])
     if user.is_authenticated:
         mine |= Q(buyer=user)
-    jobs = Job.objects.select_related("skill__agent", "invoice").filter(mine)
+    jobs = Job.objects.public().select_related("skill__agent", "invoice").filter(mine)
     return list(jobs.order_by("-created_at")[:MY_JOBS_LIMIT])
 
 
@@ -65,9 +71,10 @@ def content_released(job: Job) -> bool:
     """Whether any of the job's answer may leave the server: text, JSON or a partial.
 
     The one rule for every page, payload and API: only once the job's invoice is paid. Until
-    then (pay after delivery, or anything unpaid) buyers see progress, never content.
+    then (pay after delivery, or anything unpaid) buyers see progress, never content. A test
+    run has no invoice and no public page: nothing of it is released.
     """
-    return job.invoice.is_paid
+    return job.invoice is not None and job.invoice.is_paid
 
 
 def elapsed_seconds(job: Job, *, now: datetime | None = None) -> int | None:
@@ -248,3 +255,144 @@ def job_status_payload(job: Job) -> dict:
             for event in job.events.all()
         ],
     }
+
+
+# ------------------------------------------------------------------------------
+# The console's homes (the admin index): a fixed number of queries whatever the data size
+# ------------------------------------------------------------------------------
+
+RECENT_JOBS = 5
+RECENT_DAYS = 30
+# A job that delivered its result counts as a success, whatever became of its money after.
+SUCCEEDED = (Job.Status.DELIVERED, Job.Status.COMPLETED, Job.Status.DISPUTED, Job.Status.REFUNDED)
+
+
+@dataclass
+class AgentHome:
+    """One agent's card on its provider's home."""
+
+    agent: Agent
+    live: list[Skill] = field(default_factory=list)
+    drafts: list[Skill] = field(default_factory=list)
+    jobs_today: int = 0
+    jobs_week: int = 0
+    succeeded_week: int = 0
+    failed_week: int = 0
+    recent: list[Job] = field(default_factory=list)
+    failures: list[Job] = field(default_factory=list)
+    earnings: Earnings = field(default_factory=Earnings)
+
+    @property
+    def success_rate(self) -> int | None:
+        """Percent of the week's finished jobs that delivered a result (None: none finished)."""
+        finished = self.succeeded_week + self.failed_week
+        return round(100 * self.succeeded_week / finished) if finished else None
+
+
+@dataclass
+class ProviderHome:
+    agents: list[AgentHome]
+    test_runs_left: int
+    test_runs_per_day: int
+    decimals: int
+
+
+def _latest(jobs, *, per_agent: int) -> list[Job]:
+    """The latest `per_agent` of `jobs` for each agent, in one query (a window function)."""
+    ranked = jobs.annotate(
+        rank=Window(RowNumber(), partition_by=F("skill__agent_id"), order_by=F("created_at").desc())
+    )
+    return list(
+        ranked.filter(rank__lte=per_agent)
+        .select_related("skill")
+        .order_by("skill__agent_id", "-created_at")
+    )
+
+
+def provider_home(*, user, now: datetime | None = None) -> ProviderHome:
+    """Return a provider's home: per agent, its live and draft skills, jobs today and over 7
+    days, the success rate, failed jobs to look at, recent jobs and earnings (held, payable,
+    paid out, with the payouts' transactions)."""
+    from jobs.services import job_test_runs_left, start_of_day
+
+    now = now or timezone.now()
+    today = start_of_day(now)
+    # "7 days" as the admin's date filters say it: since midnight seven days ago.
+    week = today - timedelta(days=7)
+    cards = {agent.pk: AgentHome(agent=agent) for agent in Agent.objects.owned_by(user)}
+    ids = list(cards)
+    for skill in Skill.objects.filter(agent_id__in=ids).order_by("name"):
+        card = cards[skill.agent_id]
+        (card.live if skill.is_live else card.drafts).append(skill)
+    ordered = Job.objects.public().filter(skill__agent_id__in=ids)
+    stats = (
+        ordered.filter(created_at__gte=week)
+        .order_by()
+        .values("skill__agent_id")
+        .annotate(
+            today=Count("pk", filter=Q(created_at__gte=today)),
+            week=Count("pk", filter=Q(created_at__gte=week)),
+            succeeded=Count("pk", filter=Q(created_at__gte=week, status__in=SUCCEEDED)),
+            failed=Count("pk", filter=Q(created_at__gte=week, status=Job.Status.FAILED)),
+        )
+    )
+    for row in stats:
+        card = cards[row["skill__agent_id"]]
+        card.jobs_today, card.jobs_week = row["today"], row["week"]
+        card.succeeded_week, card.failed_week = row["succeeded"], row["failed"]
+    recent = ordered.filter(created_at__gte=now - timedelta(days=RECENT_DAYS))
+    for job in _latest(recent, per_agent=RECENT_JOBS):
+        cards[job.skill.agent_id].recent.append(job)
+    # Failed for good and not run again: what a provider may want to look into.
+    failed = ordered.filter(status=Job.Status.FAILED, failed_at__gte=week)
+    for job in _latest(failed, per_agent=RECENT_JOBS):
+        cards[job.skill.agent_id].failures.append(job)
+    for agent_id, earnings in agent_earnings(agent_ids=ids).items():
+        cards[agent_id].earnings = earnings
+    return ProviderHome(
+        agents=list(cards.values()),
+        test_runs_left=job_test_runs_left(owner=user, now=now),
+        test_runs_per_day=settings.PROVIDER_TEST_RUNS_PER_DAY,
+        decimals=token_decimals(),
+    )
+
+
+@dataclass
+class JobsOverview:
+    failed: int
+    failed_week: int
+    held: int
+    running: int
+    dead_letters: int
+    latest_failures: list[Job]
+
+
+def jobs_overview(*, now: datetime | None = None) -> JobsOverview:
+    """Jobs an operator watches: failed ones (and the latest), held, running, dead letters."""
+    from jobs.services import start_of_day
+
+    week = start_of_day(now) - timedelta(days=7)
+    counts = (
+        Job.objects.public()
+        .order_by()
+        .aggregate(
+            failed=Count("pk", filter=Q(status=Job.Status.FAILED)),
+            failed_week=Count("pk", filter=Q(status=Job.Status.FAILED, failed_at__gte=week)),
+            held=Count("pk", filter=Q(status=Job.Status.HELD)),
+            running=Count("pk", filter=Q(status__in=[Job.Status.PAID, Job.Status.IN_PROGRESS])),
+        )
+    )
+    latest = (
+        Job.objects.public()
+        .filter(status=Job.Status.FAILED)
+        .select_related("skill__agent")
+        .order_by("-failed_at")[:RECENT_JOBS]
+    )
+    return JobsOverview(
+        failed=counts["failed"],
+        failed_week=counts["failed_week"],
+        held=counts["held"],
+        running=counts["running"],
+        dead_letters=DeadLetter.objects.filter(resolved_at__isnull=True).count(),
+        latest_failures=list(latest),
+    )

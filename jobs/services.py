@@ -3,8 +3,10 @@ invoice's news means for its job."""
 
 import logging
 import uuid
+from datetime import datetime
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -12,7 +14,7 @@ from django.utils import timezone
 
 from jobs import selectors, settlement
 from jobs.buyers import address_hash, browser_hash
-from jobs.errors import InvalidTransition, OrderError
+from jobs.errors import InvalidTransition, OrderError, SkillTestRefused
 from jobs.models import TRANSITIONS, DeadLetter, Dispute, Job, JobEvent
 from marketplace.models import PaymentMode, Skill
 from marketplace.money import format_token
@@ -119,7 +121,7 @@ def job_create(
         raise OrderError("Write what you want the agent to do.")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise OrderError(f"Keep the input under {MAX_PROMPT_CHARS:,} characters.")
-    if not (skill.is_active and skill.agent.is_active):
+    if not (skill.is_live and skill.is_active and skill.agent.is_active):
         raise OrderError("This skill is not available right now.")
     try:
         # The rules the admin enforces, again: a row written around them (a fixture, a model
@@ -171,6 +173,78 @@ def job_create(
         )
         if mode == PaymentMode.ON_COMPLETION:
             transaction.on_commit(lambda: enqueue_generation(job.pk), robust=True)
+    return job
+
+
+# ------------------------------------------------------------------------------
+# Test runs: a provider tries its skill before buyers pay for it
+# ------------------------------------------------------------------------------
+
+
+def start_of_day(now: datetime | None = None) -> datetime:
+    """Return midnight (in TIME_ZONE, UTC by default) of the day of `now`."""
+    now = timezone.localtime(now or timezone.now())
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def job_test_runs_left(*, owner, now: datetime | None = None) -> int:
+    """Return how many test runs `owner` may still start today."""
+    used = Job.objects.test_runs_of(owner, since=start_of_day(now)).count()
+    return max(settings.PROVIDER_TEST_RUNS_PER_DAY - used, 0)
+
+
+def job_test_run(*, skill: Skill, prompt: str, user: AbstractBaseUser) -> Job:
+    """Run `skill` on a sample input through the worker's own path, unbilled: a test run.
+
+    It has no invoice, is never refunded and never settled, and only the skill's provider and
+    operators see it (in the admin). Its completion records the version it ran on, which is
+    what publishing asks for. The skill's provider may start PROVIDER_TEST_RUNS_PER_DAY a day
+    across all its skills (whoever presses the button), so that making many skills never adds
+    up to free model calls.
+    """
+    prompt = prompt.strip()
+    if not prompt:
+        raise OrderError("Write a sample input for the test run.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise OrderError(f"Keep the sample input under {MAX_PROMPT_CHARS:,} characters.")
+    try:
+        skill.clean()
+    except ValidationError as error:
+        fields = ", ".join(sorted(error.message_dict))
+        raise SkillTestRefused(
+            f"Fix the skill's settings first ({fields}), then test it."
+        ) from None
+    limit = settings.PROVIDER_TEST_RUNS_PER_DAY
+    with transaction.atomic():
+        # One provider's test runs are counted one at a time: two presses at once cannot both
+        # take the last one.
+        owner = get_user_model().objects.select_for_update().get(pk=skill.agent.owner_id)
+        if job_test_runs_left(owner=owner) <= 0:
+            raise SkillTestRefused(
+                f"{owner.get_username()} has used today's {limit} test runs (the limit is per "
+                "provider, across all its skills). More tomorrow (UTC).",
+                code="test_run_limit",
+            )
+        now = timezone.now()
+        job = Job.objects.create(
+            skill=skill,
+            invoice=None,
+            is_test=True,
+            skill_fingerprint=skill.fingerprint,
+            prompt=prompt,
+            price=skill.quote(prompt),
+            payment_mode=PaymentMode.UPFRONT,
+            # Queued at once, as a paid job is; paid_at is when it was queued, which is the
+            # reaper's clock for a lost message.
+            status=S.PAID,
+            paid_at=now,
+        )
+        job_event(
+            job=job,
+            kind=JobEvent.Kind.TEST_RUN,
+            message=f"Started by {user.get_username()}: unbilled, seen only in the admin.",
+        )
+        transaction.on_commit(lambda: enqueue_generation(job.pk), robust=True)
     return job
 
 
@@ -227,6 +301,8 @@ def job_retry(*, job: Job) -> Job:
     Refunds of it that have not left are taken back; once one has been signed, the money is
     on its way to the buyer and the job cannot run again.
     """
+    if job.is_test:
+        raise InvalidTransition("A test run is not run again: start a new one from its skill.")
     if job.status != S.FAILED:
         raise InvalidTransition("Only a failed job can run again.")
     with transaction.atomic():
@@ -321,6 +397,8 @@ def job_refund(*, job: Job, user, note: str = "") -> Job:
     A failed job needs none of this: what was paid for it goes back by itself.
     """
     note = note or "Refunded in full by an operator."
+    if job.is_test:
+        raise InvalidTransition("A test run was never billed: there is nothing to refund.")
     if job.status == S.DISPUTED:
         dispute_resolve(dispute=job.dispute, refund_units=FULL_REFUND, note=note, user=user)
         job.refresh_from_db()

@@ -112,7 +112,7 @@ def my_jobs(request):
 @rate_limit("payment_submit")
 def payment_submit(request, public_id):
     """Take a transaction hash (and maybe the sender's claim signature) for the job's invoice."""
-    job = get_object_or_404(Job.objects.select_related("invoice"), public_id=public_id)
+    job = get_object_or_404(Job.objects.public().select_related("invoice"), public_id=public_id)
     form = TxHashForm(request.POST)
     if form.is_valid():
         try:
@@ -138,7 +138,7 @@ def dev_pay(request, public_id):
     """Pay the invoice from a funded anvil account (DEBUG on the dev chain only)."""
     if not devwallet.enabled():
         raise Http404("The dev wallet is off.")
-    job = get_object_or_404(Job.objects.select_related("invoice"), public_id=public_id)
+    job = get_object_or_404(Job.objects.public().select_related("invoice"), public_id=public_id)
     try:
         submission = submit_hash(invoice=job.invoice, tx_hash=devwallet.pay(job.invoice))
     except ApplicationError as error:
@@ -168,7 +168,7 @@ def _report(request, submission: Submission) -> None:
 @rate_limit("disputes")
 def dispute(request, public_id):
     """Open a dispute of a completed job (whoever holds the job's link is its buyer)."""
-    job = get_object_or_404(Job, public_id=public_id)
+    job = get_object_or_404(Job.objects.public(), public_id=public_id)
     form = DisputeForm(request.POST)
     if form.is_valid():
         try:

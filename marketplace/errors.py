@@ -11,3 +11,9 @@ class ApplicationError(Exception):
         self.message = message
         if code:
             self.code = code
+
+
+class SkillNotReady(ApplicationError):
+    """A skill that cannot be published (yet): the message says what it needs."""
+
+    code = "skill_not_ready"

@@ -1,12 +1,16 @@
+import hashlib
+import json
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models.functions import Lower
 from django.urls import reverse
 
 from marketplace import pricing
+from marketplace.money import format_usdc
 from marketplace.pricing import ModelSpec
 from marketplace.schemas import SchemaRefused, check_json_schema
 
@@ -24,10 +28,6 @@ PRICE_FIELD = {
 # What a provider writes is bounded: it is sent to the model, shown, and stored on every job.
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 MAX_DESCRIPTION_CHARS = 4_000
-
-
-def _usdc(amount: Decimal) -> str:
-    return format(amount.normalize(), "f")
 
 
 class PaymentMode(models.TextChoices):
@@ -73,6 +73,14 @@ class Agent(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # Buyers tell agents apart by name: "Quill" and "quill" are one name.
+            models.UniqueConstraint(
+                Lower("name"),
+                name="agent_name_unique_ci",
+                violation_error_message="Another agent already has this name.",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -80,10 +88,23 @@ class Agent(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("marketplace:agent", kwargs={"agent_slug": self.slug})
 
+    def clean(self) -> None:
+        """Refuse a name another agent has, whatever its case, on the name field."""
+        if isinstance(self.name, str) and self.name.strip():
+            taken = Agent.objects.filter(name__iexact=self.name.strip()).exclude(pk=self.pk)
+            if taken.exists():
+                raise ValidationError(
+                    {
+                        "name": f"Another agent is already called “{self.name.strip()}”: buyers "
+                        "tell agents apart by name, so choose another."
+                    }
+                )
+
 
 class SkillQuerySet(models.QuerySet):
-    def active(self):
-        return self.filter(is_active=True, agent__is_active=True)
+    def listed(self):
+        """Skills buyers can find and order: live, active, and of an active agent."""
+        return self.filter(status=Skill.Status.LIVE, is_active=True, agent__is_active=True)
 
     def owned_by(self, user):
         return self.filter(agent__owner=user)
@@ -107,11 +128,23 @@ class Skill(models.Model):
         FIXED = "fixed", "Fixed price"
         PER_1K_TOKENS = "per_1k_tokens", "Per 1,000 tokens, with a minimum"
 
+    class Status(models.TextChoices):
+        # Being written and tested: not in the catalog, not orderable.
+        DRAFT = "draft", "Draft"
+        # Published after a passing test run: in the catalog while active.
+        LIVE = "live", "Live"
+
+    # What decides a skill's answers: a change to any of them needs a new test run.
+    GENERATION_FIELDS = ("system_prompt", "model", "output_format", "json_schema")
+
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="skills")
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=100)
     service_key = models.SlugField(
-        max_length=64, help_text="A stable identifier for machines, unique within the agent."
+        "API name",
+        max_length=64,
+        help_text="How programs name this skill in Vendo's API (public): lowercase letters, "
+        "digits and hyphens, unique within the agent. Keep it stable once buyers use it.",
     )
     category = models.CharField(max_length=20, choices=Category.choices, default=Category.OTHER)
     description = models.TextField()
@@ -141,6 +174,12 @@ class Skill(models.Model):
         help_text="Leave blank to use the agent's default.",
     )
     is_active = models.BooleanField("active", default=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    # SHA-256 of the generation fields as saved, and of the version a test run last completed
+    # on: publishing needs the two to match.
+    fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    tested_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    published_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -165,20 +204,63 @@ class Skill(models.Model):
     def __str__(self) -> str:
         return f"{self.agent.name} / {self.name}"
 
+    def save(self, *args, **kwargs):
+        self.fingerprint = self.compute_fingerprint()
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and set(update_fields) & set(self.GENERATION_FIELDS):
+            kwargs["update_fields"] = {*update_fields, "fingerprint"}
+        super().save(*args, **kwargs)
+
     def get_absolute_url(self) -> str:
         return reverse(
             "marketplace:skill", kwargs={"agent_slug": self.agent.slug, "skill_slug": self.slug}
         )
 
+    def compute_fingerprint(self) -> str:
+        """Return the SHA-256 of what decides the answers: prompt, model, format and schema.
+
+        Line endings are read as one (a browser posts a textarea's lines with CRLF), so saving
+        an unchanged prompt from the admin never looks like a change.
+        """
+        values = [getattr(self, name) for name in self.GENERATION_FIELDS]
+        material = json.dumps(
+            [v.replace("\r\n", "\n") if isinstance(v, str) else v for v in values],
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    @property
+    def is_live(self) -> bool:
+        return self.status == self.Status.LIVE
+
+    @property
+    def is_tested(self) -> bool:
+        """Whether a test run completed on the version saved now."""
+        return bool(self.tested_fingerprint) and self.tested_fingerprint == self.fingerprint
+
     def clean(self) -> None:
         """Refuse what would hurt the platform or fail every job, with a message per field."""
         errors: dict[str, str] = {}
+        self._clean_names(errors)
         self._clean_sizes(errors)
         model = self._clean_model(errors)
         self._clean_prices(errors, model)
         self._clean_schema(errors)
         if errors:
             raise ValidationError(errors)
+
+    def _clean_names(self, errors: dict) -> None:
+        # The database's unique constraints hold too; checked here so that the message lands
+        # on its field, not at the top of the form.
+        if self.agent_id is None:
+            return
+        siblings = Skill.objects.filter(agent_id=self.agent_id).exclude(pk=self.pk)
+        if self.slug and siblings.filter(slug=self.slug).exists():
+            errors["slug"] = "Another skill of this agent has this slug: choose another."
+        if self.service_key and siblings.filter(service_key=self.service_key).exists():
+            errors["service_key"] = "Another skill of this agent has this API name: choose another."
 
     def _clean_sizes(self, errors: dict) -> None:
         if (
@@ -224,15 +306,15 @@ class Skill(models.Model):
             if self.price <= 0 or self.price < cost:
                 errors.setdefault(
                     "price",
-                    f"Charge at least {_usdc(max(cost, pricing.BASE_UNIT))} USDC: one run of "
+                    f"Charge at least {format_usdc(max(cost, pricing.BASE_UNIT))} USDC: one run of "
                     f"{tokens:,} output tokens on {model.name} costs the platform "
-                    f"{_usdc(cost)} USDC.",
+                    f"{format_usdc(cost)} USDC.",
                 )
         per_1k = self.price_per_1k if self.pricing == self.Pricing.PER_1K_TOKENS else None
         if isinstance(per_1k, Decimal) and per_1k < model.cost_per_1k_output:
             errors.setdefault(
                 "price_per_1k",
-                f"Charge at least {_usdc(model.cost_per_1k_output)} USDC per 1,000 tokens: "
+                f"Charge at least {format_usdc(model.cost_per_1k_output)} USDC per 1,000 tokens: "
                 f"what {model.name} costs the platform.",
             )
 

@@ -18,12 +18,17 @@ def from_units(units: int, decimals: int) -> Decimal:
 
 
 def format_usdc(price: Decimal) -> str:
-    """Return a price for people: at least two places, at most the token's six."""
+    """Return a price for people: two places ("0.75", "1.50"); more only for the digits a
+    price really has below a cent ("0.015" per 1,000 tokens), never rounded away."""
     text = f"{price.quantize(Decimal(1).scaleb(-USDC_PLACES)):f}".rstrip("0")
     whole, _, frac = text.partition(".")
     return f"{whole}.{frac.ljust(2, '0')}"
 
 
 def format_token(units: int, decimals: int) -> str:
-    """Return an exact on-chain amount with all of the token's decimals: "5.000037"."""
+    """Return an exact on-chain amount with all of the token's decimals: "5.000037".
+
+    Invoices, payments, refunds and payouts are exact amounts: their last digits matter (an
+    invoice's tail identifies its payment), so none is ever trimmed.
+    """
     return f"{from_units(units, decimals):.{decimals}f}"

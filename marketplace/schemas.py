@@ -35,8 +35,20 @@ def check_json_schema(schema: object) -> None:
     never leading back to itself; valid against its metaschema; every pattern runnable by the
     linear-time engine.
     """
+    if schema is False:
+        raise SchemaRefused(
+            "This schema (false) accepts no answer at all: every job would fail after its buyer "
+            'paid. Write a JSON object, such as {"type": "object"}.'
+        )
+    if schema is True:
+        raise SchemaRefused(
+            "This schema (true) checks nothing: leave the box empty for no schema, or write a "
+            'JSON object, such as {"type": "object"}.'
+        )
     if not isinstance(schema, dict):
-        raise SchemaRefused("A JSON schema is a JSON object.")
+        raise SchemaRefused(
+            f'A JSON schema is a JSON object, such as {{"type": "object"}}, not {_kind(schema)}.'
+        )
     if len(json.dumps(schema)) > MAX_SCHEMA_CHARS:
         raise SchemaRefused(f"Keep the schema under {MAX_SCHEMA_CHARS:,} characters.")
     refs = _refs(schema)
@@ -54,6 +66,74 @@ def check_json_schema(schema: object) -> None:
             "Vendo cannot run this schema (patterns may not use lookaround or backreferences): "
             + _first_line(error)
         ) from None
+    reason = _never_met(schema)
+    if reason:
+        raise SchemaRefused(
+            f"No answer can satisfy this schema: {reason} Every job would fail after its buyer "
+            "paid."
+        )
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return f"a number ({json.dumps(value)})"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+# What the worker reads from an answer: a JSON object or array (jobs.output.extract_json).
+ANSWER_TYPES = {"object", "array"}
+
+
+def _never_met(schema: object, depth: int = 0, *, top: bool = True) -> str:
+    """Return why no answer can ever satisfy `schema` (the plain cases), or "" if one may.
+
+    Deciding it in general is as hard as solving the schema; these are the mistakes people
+    make: false, an empty enum, a top-level type no answer has, a required property whose
+    schema is false, "not" of everything, an allOf with such a part.
+    """
+    if schema is False:
+        return "it is false."
+    if not isinstance(schema, dict) or depth > 4:
+        return ""
+    if schema.get("not") in ({}, True):
+        return '"not" of a schema that accepts everything accepts nothing.'
+    if schema.get("enum") == []:
+        return "its enum lists no value."
+    if top:
+        types = schema.get("type")
+        types = [types] if isinstance(types, str) else types
+        if isinstance(types, list) and not ANSWER_TYPES & set(types):
+            listed = ", ".join(types) or "none"
+            return (
+                f"an answer is a JSON object or array, and the top-level type allows only {listed}."
+            )
+        if "const" in schema and not isinstance(schema["const"], (dict, list)):
+            return "an answer is a JSON object or array, and the top-level const is neither."
+    properties = schema.get("properties")
+    required = schema.get("required")
+    if isinstance(properties, dict) and isinstance(required, list):
+        for name in required:
+            if isinstance(name, str) and properties.get(name) is False:
+                return f'the property "{name}" is required, and its schema is false.'
+    for part in schema.get("allOf") or []:
+        reason = _never_met(part, depth + 1, top=top)
+        if reason:
+            return f"a part of allOf can never be met: {reason}"
+    for keyword in ("anyOf", "oneOf"):
+        parts = schema.get(keyword)
+        if (
+            isinstance(parts, list)
+            and parts
+            and all(_never_met(p, depth + 1, top=top) for p in parts)
+        ):
+            return f"none of the {keyword} choices can be met."
+    return ""
 
 
 def compile_json_schema(schema: dict) -> jsonschema_rs.Validator:

@@ -4,12 +4,12 @@ from itertools import groupby
 
 from django.db.models import Q, QuerySet
 
-from marketplace.models import Agent, Skill
+from marketplace.models import Agent, OperatorAlert, Skill
 
 
 def skill_list(*, query: str = "", category: str = "", agent: Agent | None = None) -> QuerySet:
-    """Return the active skills matching a search, a category or an agent."""
-    skills = Skill.objects.active().select_related("agent")
+    """Return the listed skills (live and active) matching a search, a category or an agent."""
+    skills = Skill.objects.listed().select_related("agent")
     if agent is not None:
         skills = skills.filter(agent=agent)
     if category:
@@ -33,10 +33,15 @@ def skills_by_category(skills) -> list[tuple[str, list[Skill]]]:
 
 
 def agent_get(*, slug: str) -> Agent:
-    return Agent.objects.active().select_related("owner").get(slug=slug)
+    return Agent.objects.active().get(slug=slug)
 
 
 def skill_get(*, agent_slug: str, skill_slug: str) -> Skill:
     return (
-        Skill.objects.active().select_related("agent").get(agent__slug=agent_slug, slug=skill_slug)
+        Skill.objects.listed().select_related("agent").get(agent__slug=agent_slug, slug=skill_slug)
     )
+
+
+def alerts_open(*, limit: int = 10) -> list[OperatorAlert]:
+    """Return the open operator alerts, the most recently seen first."""
+    return list(OperatorAlert.objects.filter(resolved_at__isnull=True)[:limit])

@@ -1,5 +1,9 @@
 from django import forms
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
 from marketplace.admin import OwnedAdmin
 from marketplace.errors import ApplicationError
@@ -14,7 +18,77 @@ from payments.models import (
     Payment,
     Submission,
 )
+from payments.selectors import invoice_totals, payment_totals
 from payments.services.attribution import payment_attribute
+
+
+class ForOperators:
+    """Invoices and payments are the platform's books: they name buyers' wallets, which a
+    provider never sees. A provider who opens one gets a page that says so, and where its own
+    money shows instead, not a bare 403."""
+
+    def _for_operators(self, request):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{self.model._meta.verbose_name_plural.capitalize()} are for operators",
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/vendo/for_operators.html", context, status=403)
+
+    def changelist_view(self, request, extra_context=None):
+        if is_provider(request.user):
+            return self._for_operators(request)
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if is_provider(request.user):
+            return self._for_operators(request)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        if is_provider(request.user):
+            return self._for_operators(request)
+        return super().history_view(request, object_id, extra_context)
+
+
+class WithTotals:
+    """A list that shows, above its rows, the count and the sum of every row its filters
+    select (every page of them): admin/vendo/change_list_totals.html."""
+
+    change_list_template = "admin/vendo/change_list_totals.html"
+    totals_label = ""
+
+    def totals(self, queryset):
+        raise NotImplementedError
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context and "cl" in context:
+            context["totals"] = self.totals(context["cl"].queryset)
+            context["totals_label"] = self.totals_label
+        return response
+
+
+def _when(moment) -> str:
+    return timezone.localtime(moment).strftime("%d %b %Y, %H:%M") if moment else "—"
+
+
+def job_link(reference: str) -> str:
+    """A link to the admin page of the job whose invoice has this reference."""
+    try:
+        url = reverse("admin:jobs_job_by_reference", args=[reference])
+    except NoReverseMatch:
+        return reference
+    return format_html('<a href="{}">{}</a>', url, reference[:8])
+
+
+class PaidAtFilter(admin.DateFieldListFilter):
+    """When the money arrived: the block time of the transfer that paid."""
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        super().__init__(field, request, params, model, model_admin, field_path)
+        self.title = "paid at"
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -69,16 +143,20 @@ def _units(field: str, description: str):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(OwnedAdmin):
+class InvoiceAdmin(ForOperators, WithTotals, OwnedAdmin):
     owner_path = "job__skill__agent__owner"
-    list_display = ["reference", "status", "amount", "paid", "excess", "expires_at", "paid_at"]
-    list_filter = ["status", "chain_id"]
+    list_display = [
+        "number", "for_job", "status", "amount", "paid", "excess", "created", "paid_on",
+    ]  # fmt: skip
+    list_filter = ["status", ("paid_at", PaidAtFilter), "chain_id"]
+    date_hierarchy = "created_at"
     search_fields = ["reference", "payments__tx_hash", "recipient"]
+    totals_label = "invoices"
     inlines = [PaymentInline, SubmissionInline, RefundInline]
     # Invoices are written by the system only.
     readonly_fields = [
-        "reference", "status", "chain_id", "token_address", "token_decimals", "recipient",
-        "amount", "paid", "pending", "excess", "late", "expires_at", "holds_amount",
+        "reference", "for_job", "status", "chain_id", "token_address", "token_decimals",
+        "recipient", "amount", "paid", "pending", "excess", "late", "expires_at", "holds_amount",
         "amount_held_until", "paid_at", "closed_at", "settled_at", "agent", "share", "fee",
         "held", "refunded", "released_at", "created_at",
     ]  # fmt: skip
@@ -93,6 +171,25 @@ class InvoiceAdmin(OwnedAdmin):
     fee = _units("fee_units", "platform fee and tail (USDC)")
     held = _units("held_units", "share still held (USDC)")
     refunded = _units("refunded_units", "refunded (USDC)")
+
+    def totals(self, queryset):
+        return invoice_totals(invoices=queryset)
+
+    @admin.display(description="invoice", ordering="pk")
+    def number(self, obj) -> str:
+        return f"#{obj.pk}"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj) -> str:
+        return _when(obj.created_at)
+
+    @admin.display(description="paid at", ordering="paid_at")
+    def paid_on(self, obj) -> str:
+        return _when(obj.paid_at)
+
+    @admin.display(description="job")
+    def for_job(self, obj) -> str:
+        return job_link(obj.reference)
 
     def has_add_permission(self, request):
         return False
@@ -117,23 +214,54 @@ class AttributeForm(forms.ModelForm):
 
 
 @admin.register(Payment)
-class PaymentAdmin(OwnedAdmin):
+class PaymentAdmin(ForOperators, WithTotals, OwnedAdmin):
     owner_path = "invoice__job__skill__agent__owner"
     form = AttributeForm
     list_display = [
-        "tx_hash", "log_index", "invoice", "from_address", "amount", "status", "attribution",
-        "confirmations", "created_at",
+        "short_hash", "for_job", "sender", "amount", "status", "attribution", "mined",
     ]  # fmt: skip
-    list_filter = ["status", "attribution", ("invoice", admin.EmptyFieldListFilter), "source"]
+    list_filter = [
+        ("block_time", PaidAtFilter),
+        "status",
+        "attribution",
+        ("invoice", admin.EmptyFieldListFilter),
+        "source",
+    ]
+    date_hierarchy = "block_time"
     search_fields = ["tx_hash", "from_address", "invoice__reference"]
     list_select_related = ["invoice"]
+    totals_label = "transfers"
     base_readonly = [
-        "invoice", "tx_hash", "log_index", "block_number", "block_time", "from_address",
+        "invoice", "for_job", "tx_hash", "log_index", "block_number", "block_time", "from_address",
         "to_address", "amount", "status", "confirmations", "is_final", "reason", "attribution",
         "attributed_by", "attributed_at", "is_late", "is_booked", "source", "created_at",
     ]  # fmt: skip
 
     amount = _units("amount_units", "amount (USDC)")
+
+    def totals(self, queryset):
+        return payment_totals(payments=queryset)
+
+    @admin.display(description="transaction", ordering="tx_hash")
+    def short_hash(self, obj) -> str:
+        return f"{obj.tx_hash[:8]}…{obj.tx_hash[-4:]} #{obj.log_index}"
+
+    @admin.display(description="from", ordering="from_address")
+    def sender(self, obj) -> str:
+        return format_html(
+            '<span title="{}">{}…{}</span>',
+            obj.from_address,
+            obj.from_address[:8],
+            obj.from_address[-4:],
+        )
+
+    @admin.display(description="paid at (mined)", ordering="block_time")
+    def mined(self, obj) -> str:
+        return _when(obj.block_time)
+
+    @admin.display(description="job")
+    def for_job(self, obj) -> str:
+        return job_link(obj.invoice.reference) if obj.invoice_id else "— (unmatched)"
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.is_unmatched and not is_provider(request.user):
@@ -173,7 +301,7 @@ class PaymentAdmin(OwnedAdmin):
 
 
 @admin.register(OnchainTransfer)
-class OnchainTransferAdmin(admin.ModelAdmin):
+class OnchainTransferAdmin(ForOperators, admin.ModelAdmin):
     """Payouts and refunds leaving the platform's wallet (operators only)."""
 
     list_display = [
@@ -208,7 +336,7 @@ class LedgerEntryInline(ReadOnlyInline):
 
 
 @admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(admin.ModelAdmin):
+class LedgerTransactionAdmin(ForOperators, admin.ModelAdmin):
     """The books, read-only (operators only): every movement and its entries."""
 
     list_display = ["pk", "kind", "memo", "invoice", "created_at"]
@@ -236,6 +364,9 @@ class ChainCursorAdmin(admin.ModelAdmin):
     readonly_fields = ["chain_id", "token_address", "next_block", "window", "updated_at"]
 
     def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
     def has_delete_permission(self, request, obj=None):

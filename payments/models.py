@@ -265,6 +265,8 @@ class Payment(models.Model):
                 name="payment_recheck",
             ),
             models.Index(fields=["tx_hash"], name="payment_tx_hash"),
+            # Money in today and this week: the operator's home and the payment list's dates.
+            models.Index(fields=["block_time"], name="payment_block_time"),
         ]
 
     def __str__(self) -> str:

@@ -60,6 +60,14 @@ class SkillFactory(factory.django.DjangoModelFactory):
     model = "claude-haiku-4-5"
     max_output_tokens = 400
     price = Decimal("1.250000")
+    # Live, as if published after a test run: most tests are about ordering it.
+    status = Skill.Status.LIVE
+
+
+class DraftSkillFactory(SkillFactory):
+    """A skill as a provider's first save leaves it: a draft, absent from the catalog."""
+
+    status = Skill.Status.DRAFT
 
 
 class JsonSkillFactory(SkillFactory):

@@ -8,11 +8,18 @@ register = template.Library()
 
 
 @register.filter
-def usdc(value) -> str:
-    """Format a Decimal USDC amount: at least two places, trailing zeros trimmed."""
+def usdc(value, decimals=None) -> str:
+    """Vendo's one money format, for the admin and the pages alike.
+
+    `{{ price|usdc }}`: a price (a Decimal in USDC) to two places, "0.75".
+    `{{ units|usdc:decimals }}`: an exact on-chain amount in base units, with all of the
+    token's decimals, "0.750042".
+    """
     if value is None or value == "":
         return ""
-    return format_usdc(Decimal(value))
+    if decimals is None or decimals == "":
+        return format_usdc(Decimal(value))
+    return format_token(int(value), int(decimals))
 
 
 @register.filter
@@ -26,10 +33,8 @@ def duration(seconds) -> str:
 
 @register.filter
 def token(units, decimals) -> str:
-    """Format an exact on-chain amount (base units) with all of the token's decimals."""
-    if units is None or units == "":
-        return ""
-    return format_token(int(units), int(decimals))
+    """The same as `units|usdc:decimals`, for templates written before usdc took units."""
+    return usdc(units, decimals)
 
 
 @register.filter

@@ -122,7 +122,7 @@ def test_admin_works_under_the_policy(page, shot):
     page.locator("#action-toggle").check()
     expect(page.locator(".action-counter")).to_contain_text("1 of 1 selected")
 
-    # The add form: prepopulated slugs, the agent autocomplete (select2), a collapsed fieldset.
+    # The add form: prepopulated slugs, the agent autocomplete (select2), the pricing script.
     response = page.goto(reverse("admin:marketplace_skill_add"))
     assert_policy(response)
     page.locator("#id_name").press_sequentially("Release Notes Writer")
@@ -132,16 +132,19 @@ def test_admin_works_under_the_policy(page, shot):
     page.locator(".select2-search__field").fill("Quill")
     page.locator(".select2-results__option", has_text="Quill").click()
     expect(page.locator(".field-agent .select2-selection__rendered")).to_contain_text("Quill")
+    page.locator("#id_pricing").select_option("per_1k_tokens")
+    expect(page.locator(".form-row.field-price")).to_be_hidden()
+    shot("security-03-admin-add-skill")
+
+    # The change form of an existing skill with its collapsed History, and a job with its
+    # inline timeline and collapsed internals.
+    response = page.goto(reverse("admin:marketplace_skill_change", args=[skill.pk]))
+    assert_policy(response)
+    expect(page.locator("#id_name")).to_have_value("Blog Post Drafter")
     history = page.locator("details", has=page.locator("summary", has_text="History"))
     expect(history).not_to_have_attribute("open", "")
     history.locator("summary").click()
     expect(history).to_have_attribute("open", "")
-    shot("security-03-admin-add-skill")
-
-    # The change form of an existing skill, and a job with its inline timeline.
-    response = page.goto(reverse("admin:marketplace_skill_change", args=[skill.pk]))
-    assert_policy(response)
-    expect(page.locator("#id_name")).to_have_value("Blog Post Drafter")
     job = order(skill=skill)
     response = page.goto(reverse("admin:jobs_job_change", args=[job.pk]))
     assert_policy(response)

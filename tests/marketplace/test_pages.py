@@ -6,7 +6,7 @@ from django.urls import reverse
 from jobs.models import Job
 from marketplace.models import Skill
 from payments.models import Invoice
-from tests.factories import AgentFactory, JsonSkillFactory, SkillFactory
+from tests.factories import AgentFactory, JsonSkillFactory, ProviderFactory, SkillFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -157,3 +157,103 @@ def test_job_status_json_is_never_stored(client):
     response = client.get(reverse("jobs:status", args=[job.public_id]))
 
     assert {"private", "no-store"} <= cache_directives(response)
+
+
+# ------------------------------------------------------------------------------
+# Agents: one name each, the agent named on its page, never its provider's login
+# ------------------------------------------------------------------------------
+
+
+def test_an_agent_name_another_provider_took_is_refused_whatever_its_case(client):
+    from django.core.exceptions import ValidationError
+
+    AgentFactory(name="Quill")
+    second = AgentFactory.build(name="quill", slug="quill-2", owner=ProviderFactory())
+
+    with pytest.raises(ValidationError) as refused:
+        second.full_clean()
+
+    assert list(refused.value.message_dict) == ["name"]
+    assert "already called" in refused.value.message_dict["name"][0]
+
+
+def test_the_database_refuses_a_second_agent_of_the_same_name():
+    from django.db import IntegrityError
+
+    AgentFactory(name="Quill")
+
+    with pytest.raises(IntegrityError):
+        AgentFactory(name="QUILL")
+
+
+def test_a_provider_adding_a_taken_agent_name_sees_it_on_the_name_field(client):
+    from tests.marketplace.test_admin_scoping import log_in
+
+    AgentFactory(name="Quill")
+    provider = ProviderFactory()
+    log_in(client, provider)
+
+    response = client.post(
+        reverse("admin:marketplace_agent_add"),
+        {
+            "name": "quill",
+            "slug": "my-quill",
+            "description": "",
+            "payout_address": "0x" + "ab" * 20,
+            "default_payment_mode": "upfront",
+            "is_active": "on",
+        },
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["name"]
+
+
+def test_the_agent_page_names_the_agent_not_its_providers_login(client):
+    skill = SkillFactory(agent__name="Quill", agent__owner=ProviderFactory(username="ada"))
+
+    page = client.get(skill.agent.get_absolute_url()).content.decode()
+
+    assert "Quill" in page
+    assert "ada" not in page
+    assert "Run by" not in page
+
+
+# ------------------------------------------------------------------------------
+# One money format
+# ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("price", "shown"),
+    [
+        (Decimal("0.750000"), "0.75"),
+        (Decimal("1.5"), "1.50"),
+        (Decimal("2"), "2.00"),
+        # A price below a cent keeps its digits: it is never rounded away.
+        (Decimal("0.015000"), "0.015"),
+    ],
+)
+def test_a_price_shows_with_two_decimals(price, shown):
+    from marketplace.templatetags.money import usdc
+
+    assert usdc(price) == shown
+
+
+@pytest.mark.parametrize(
+    ("units", "shown"), [(400042, "0.400042"), (750000, "0.750000"), (5, "0.000005")]
+)
+def test_an_exact_amount_shows_all_six_decimals(units, shown):
+    from marketplace.templatetags.money import usdc
+
+    assert usdc(units, 6) == shown
+
+
+def test_the_catalog_and_the_skill_page_show_prices_with_two_decimals(client):
+    skill = SkillFactory(price=Decimal("0.750000"))
+
+    for url in ("/", skill.get_absolute_url()):
+        page = client.get(url).content.decode()
+        assert "0.75" in page, url
+        assert "0.750000" not in page, url

@@ -53,7 +53,7 @@ def test_a_fixed_price_below_one_runs_cost_is_refused():
     # 32,000 output tokens of claude-opus-4-1 cost the platform 2.40 USDC.
     skill = SkillFactory(model="claude-opus-4-1", max_output_tokens=32_000, price=Decimal("2.39"))
 
-    assert "2.4 USDC" in refused_fields(skill)["price"][0]
+    assert "2.40 USDC" in refused_fields(skill)["price"][0]
     skill.price = Decimal("2.40")
     assert refused_fields(skill) == {}
 

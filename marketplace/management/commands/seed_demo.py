@@ -252,6 +252,10 @@ class Command(BaseCommand):
                 skill.full_clean()
             except ValidationError as error:
                 raise CommandError(f"Demo skill {skill.slug}: {error.message_dict}") from error
+            # Marked live by the seed itself, without the test run a provider's skill needs
+            # before publishing: the demo must open on a catalog, and a test run would call
+            # the model (or the offline sampler) for every demo skill on every `make run`.
+            skill.status = Skill.Status.LIVE
             skill.save()
         self.stdout.write(
             self.style.SUCCESS(
