@@ -10,7 +10,7 @@ DEV_ENV := DEBUG=true PATH="$(CURDIR)/$(BIN):$$PATH"
 RUN_ENV := $(DEV_ENV) DISPUTE_WINDOW_SECONDS=60 PAYOUT_INTERVAL_SECONDS=30 PAYOUT_MINIMUM=0.1 \
 	FAILED_REFUND_DELAY_SECONDS=30
 # Bumped when migrations are rewritten from scratch: an older dev database is set aside.
-SCHEMA := 2
+SCHEMA := 3
 
 .PHONY: install run test bench drills contracts lint clean
 
