@@ -106,7 +106,8 @@ def jobs_create(skill_obj, count: int, *, threads: int = 3, prompt_for=None) -> 
 
     def one(i: int) -> JobRef:
         prompt = prompt_for(i) if prompt_for else f"{PROMPT} ({i})"
-        job = job_create(skill=skill_obj, prompt=prompt, browser_token="bench")
+        # A buyer of its own per order: one client may hold only a few unpaid orders.
+        job = job_create(skill=skill_obj, prompt=prompt, browser_token=f"bench-{i}")
         return JobRef(job.pk, str(job.public_id), job.invoice.amount_units)
 
     def batch(indices) -> list[JobRef]:
