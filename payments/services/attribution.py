@@ -71,13 +71,21 @@ def confirmations(block_number: int, head: int) -> int:
 
 
 def _rule(log: chain.TransferLog, claim: Claim | None, signer: str | None):
-    """Return (invoice, attribution) for a new transfer by the rules above, or (None, "")."""
+    """Return (invoice, attribution) for a new transfer by the rules above, or (None, "").
+
+    Called inside a transaction: the invoice found by its exact amount is locked at once.
+    """
     same_place = {
         "chain_id": settings.CHAIN_ID,
         "token_address": log.address,
         "recipient": log.to_address,
     }
-    exact = Invoice.objects.holding().filter(amount_units=log.amount_units, **same_place).first()
+    exact = (
+        Invoice.objects.holding()
+        .select_for_update()
+        .filter(amount_units=log.amount_units, **same_place)
+        .first()
+    )
     if exact is not None:
         return exact, Payment.Attribution.EXACT
     paid_before = (
@@ -138,9 +146,9 @@ def transfer_record(
             )
             return payment, False
         return existing, False
-    invoice, how = _rule(log, claim, signer)
     with transaction.atomic():
-        if invoice is not None:
+        invoice, how = _rule(log, claim, signer)
+        if invoice is not None and how != Payment.Attribution.EXACT:
             invoice = invoice_lock(invoice_id=invoice.pk)
         count = confirmations(log.block_number, head)
         try:

@@ -81,7 +81,8 @@ def ledger_post(
         raise Unbalanced(f"{kind}: entries sum to {sum(lines.values())}, not zero: {lines}")
     if not lines:
         return None
-    with transaction.atomic():
+    # The caller's transaction holds the state change too: no savepoint of our own needed.
+    with transaction.atomic(savepoint=False):
         posted = LedgerTransaction.objects.create(
             kind=kind, memo=memo[:300], invoice=invoice, payment=payment, transfer=transfer
         )

@@ -81,14 +81,15 @@ def payment_submit(*, invoice: Invoice, tx_hash: str, signature: str = "") -> Su
 
 
 def _record(invoice: Invoice, tx_hash: str, signature: str) -> Submission:
-    existing = Submission.objects.filter(invoice=invoice, tx_hash=tx_hash).first()
+    submissions = list(invoice.submissions.all())  # a few per invoice: one read for both checks
+    existing = next((s for s in submissions if s.tx_hash == tx_hash), None)
     if existing is not None:
         if signature and signature != existing.signature:
             existing.signature = signature
             existing.status = Submission.Status.WAITING
             existing.save(update_fields=["signature", "status", "updated_at"])
         return existing
-    waiting = invoice.submissions.filter(status=Submission.Status.WAITING).count()
+    waiting = sum(1 for s in submissions if s.status == Submission.Status.WAITING)
     if waiting >= settings.MAX_WAITING_HASHES_PER_INVOICE:
         raise PaymentError(
             Reason.TOO_MANY_WAITING.format(count=waiting), code="too_many_waiting_hashes"
