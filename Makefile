@@ -34,9 +34,12 @@ contracts: node_modules/.installed
 ## the dev chain, web, worker and beat. Ctrl-C stops them all.
 run: install
 	mkdir -p var
+	@# The dev chain's history belongs to the database's books: set both aside together.
 	@if [ -f var/db.sqlite3 ] && [ "$$(cat var/.schema 2>/dev/null)" != "$(SCHEMA)" ]; then \
 	  mv var/db.sqlite3 var/db.sqlite3.schema-before-$(SCHEMA); \
-	  echo "  Your dev database predates schema $(SCHEMA): moved to var/db.sqlite3.schema-before-$(SCHEMA)."; \
+	  rm -rf var/anvil.schema-before-$(SCHEMA); [ -d var/anvil ] && mv var/anvil var/anvil.schema-before-$(SCHEMA); \
+	  rm -f var/devchain.json; \
+	  echo "  Your dev database and chain predate schema $(SCHEMA): moved aside (var/*.schema-before-$(SCHEMA))."; \
 	fi; echo $(SCHEMA) > var/.schema
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
 	$(DEV_ENV) $(PY) manage.py devchain_setup
