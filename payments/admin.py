@@ -51,6 +51,21 @@ class ForOperators:
         return super().history_view(request, object_id, extra_context)
 
 
+class WrittenBySystem:
+    """Rows only the system writes: the admin reads them (and may act through actions)."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnly(WrittenBySystem):
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 class WithTotals:
     """A list that shows, above its rows, the count and the sum of every row its filters
     select (every page of them): admin/vendo/change_list_totals.html."""
@@ -143,7 +158,7 @@ def _units(field: str, description: str):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ForOperators, WithTotals, OwnedAdmin):
+class InvoiceAdmin(ForOperators, WithTotals, WrittenBySystem, OwnedAdmin):
     owner_path = "job__skill__agent__owner"
     list_display = [
         "number", "for_job", "status", "amount", "paid", "excess", "created", "paid_on",
@@ -191,12 +206,6 @@ class InvoiceAdmin(ForOperators, WithTotals, OwnedAdmin):
     def for_job(self, obj) -> str:
         return job_link(obj.reference)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 class AttributeForm(forms.ModelForm):
     """An operator gives an unmatched transfer to an invoice, saying why (kept as audit)."""
@@ -214,7 +223,7 @@ class AttributeForm(forms.ModelForm):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ForOperators, WithTotals, OwnedAdmin):
+class PaymentAdmin(ForOperators, WithTotals, WrittenBySystem, OwnedAdmin):
     owner_path = "invoice__job__skill__agent__owner"
     form = AttributeForm
     list_display = [
@@ -274,12 +283,6 @@ class PaymentAdmin(ForOperators, WithTotals, OwnedAdmin):
             fields += ["attribute_to", "attribution_note"]
         return fields
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     def save_model(self, request, obj, form, change):
         reference = form.cleaned_data.get("attribute_to", "").strip()
         if not reference:
@@ -301,7 +304,7 @@ class PaymentAdmin(ForOperators, WithTotals, OwnedAdmin):
 
 
 @admin.register(OnchainTransfer)
-class OnchainTransferAdmin(ForOperators, admin.ModelAdmin):
+class OnchainTransferAdmin(ForOperators, ReadOnly, admin.ModelAdmin):
     """Payouts and refunds leaving the platform's wallet (operators only)."""
 
     list_display = [
@@ -319,15 +322,6 @@ class OnchainTransferAdmin(ForOperators, admin.ModelAdmin):
 
     amount = _units("amount_units", "amount (USDC)")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 class LedgerEntryInline(ReadOnlyInline):
     model = LedgerEntry
@@ -336,7 +330,7 @@ class LedgerEntryInline(ReadOnlyInline):
 
 
 @admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(ForOperators, admin.ModelAdmin):
+class LedgerTransactionAdmin(ForOperators, ReadOnly, admin.ModelAdmin):
     """The books, read-only (operators only): every movement and its entries."""
 
     list_display = ["pk", "kind", "memo", "invoice", "created_at"]
@@ -346,28 +340,10 @@ class LedgerTransactionAdmin(ForOperators, admin.ModelAdmin):
     readonly_fields = ["kind", "memo", "invoice", "payment", "transfer", "created_at"]
     fields = readonly_fields
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(ChainCursor)
-class ChainCursorAdmin(admin.ModelAdmin):
+class ChainCursorAdmin(ReadOnly, admin.ModelAdmin):
     """The watcher's position: written by the system only."""
 
     list_display = ["chain_id", "token_address", "next_block", "window", "updated_at"]
     readonly_fields = ["chain_id", "token_address", "next_block", "window", "updated_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

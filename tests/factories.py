@@ -85,3 +85,28 @@ class JsonSkillFactory(SkillFactory):
 def order(skill=None, prompt: str = "Summarise: the quick brown fox.", **kwargs):
     """Order a skill through the real service: a job with its invoice on the test chain."""
     return job_create(skill=skill or SkillFactory(), prompt=prompt, **kwargs)
+
+
+def skill_form_data(skill: Skill, **changes) -> dict:
+    """What the admin's skill form posts for `skill` as it is, with `changes`."""
+    data = {
+        "agent": skill.agent_id,
+        "name": skill.name,
+        "slug": skill.slug,
+        "service_key": skill.service_key,
+        "category": skill.category,
+        "description": skill.description,
+        "is_active": "on",
+        "system_prompt": skill.system_prompt,
+        "model": skill.model,
+        "max_output_tokens": skill.max_output_tokens,
+        "output_format": skill.output_format,
+        "json_schema": "",
+        "pricing": skill.pricing,
+        "price": str(skill.price),
+        "price_per_1k": "",
+        "min_price": "",
+        "estimated_seconds": skill.estimated_seconds,
+        "payment_mode": "",
+    }
+    return {**data, **changes}

@@ -18,6 +18,7 @@ from tests.factories import (
     SkillFactory,
     UserFactory,
     order,
+    skill_form_data,
 )
 
 pytestmark = pytest.mark.django_db
@@ -87,30 +88,6 @@ def agent_form_data(agent: Agent, **changes) -> dict:
         "payout_address": agent.payout_address,
         "default_payment_mode": agent.default_payment_mode,
         "is_active": "on",
-    }
-    return {**data, **changes}
-
-
-def skill_form_data(skill: Skill, **changes) -> dict:
-    data = {
-        "agent": skill.agent_id,
-        "name": skill.name,
-        "slug": skill.slug,
-        "service_key": skill.service_key,
-        "category": skill.category,
-        "description": skill.description,
-        "is_active": "on",
-        "system_prompt": skill.system_prompt,
-        "model": skill.model,
-        "max_output_tokens": skill.max_output_tokens,
-        "output_format": skill.output_format,
-        "json_schema": "",
-        "pricing": skill.pricing,
-        "price": str(skill.price),
-        "price_per_1k": "",
-        "min_price": "",
-        "estimated_seconds": skill.estimated_seconds,
-        "payment_mode": "",
     }
     return {**data, **changes}
 

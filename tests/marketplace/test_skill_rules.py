@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from marketplace.models import MAX_DESCRIPTION_CHARS, MAX_SYSTEM_PROMPT_CHARS, Skill
-from tests.factories import JsonSkillFactory, ProviderFactory, SkillFactory
+from tests.factories import JsonSkillFactory, ProviderFactory, SkillFactory, skill_form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -159,30 +159,6 @@ def test_a_schema_that_is_not_a_json_schema_is_refused():
 # ------------------------------------------------------------------------------
 
 
-def skill_post(skill: Skill, **changes) -> dict:
-    data = {
-        "agent": skill.agent_id,
-        "name": skill.name,
-        "slug": skill.slug,
-        "service_key": skill.service_key,
-        "category": skill.category,
-        "description": skill.description,
-        "is_active": "on",
-        "system_prompt": skill.system_prompt,
-        "model": skill.model,
-        "max_output_tokens": skill.max_output_tokens,
-        "output_format": skill.output_format,
-        "json_schema": "",
-        "pricing": skill.pricing,
-        "price": str(skill.price),
-        "price_per_1k": "",
-        "min_price": "",
-        "estimated_seconds": skill.estimated_seconds,
-        "payment_mode": "",
-    }
-    return {**data, **changes}
-
-
 @pytest.fixture
 def provider_client(client):
     provider = ProviderFactory()
@@ -202,7 +178,8 @@ def test_the_admin_refuses_a_free_skill_with_a_message_on_the_price(provider_cli
     skill = SkillFactory(agent__owner=provider_client.provider)
 
     response = provider_client.post(
-        reverse("admin:marketplace_skill_change", args=[skill.pk]), skill_post(skill, price="0")
+        reverse("admin:marketplace_skill_change", args=[skill.pk]),
+        skill_form_data(skill, price="0"),
     )
 
     assert response.status_code == 200
@@ -216,7 +193,7 @@ def test_the_admin_refuses_a_deeply_nested_schema_without_parsing_it(provider_cl
 
     response = provider_client.post(
         reverse("admin:marketplace_skill_change", args=[skill.pk]),
-        skill_post(skill, json_schema="[" * 80_000 + "]" * 80_000),
+        skill_form_data(skill, json_schema="[" * 80_000 + "]" * 80_000),
     )
 
     assert response.status_code == 200
