@@ -84,10 +84,10 @@ def payment_book(*, payment: Payment, invoice: Invoice | None) -> None:
 
 def _reverse_received(payment: Payment, invoice: Invoice | None, home: Ref, amount: int) -> None:
     """Take a reverted transfer off the books: from where it sits, else from revenue."""
-    for queued in OnchainTransfer.objects.select_for_update().filter(
-        payment=payment, status=OnchainTransfer.Status.QUEUED
-    ):
-        transfer_cancel(transfer=queued)
+    locked = OnchainTransfer.objects.select_for_update().filter(payment=payment).order_by("pk")
+    for transfer in list(locked):
+        if transfer.status == OnchainTransfer.Status.QUEUED:
+            transfer_cancel(transfer=transfer)
     available = min(balance(home), amount)
     moves = [Move(home, WALLET, available)] if available else []
     if amount > available:
@@ -117,15 +117,10 @@ def unmatched_release(*, payment: Payment, invoice: Invoice) -> None:
 
     A refund of it that is still queued is cancelled; one already signed cannot be.
     """
-    refunds = OnchainTransfer.objects.select_for_update().filter(payment=payment)
-    if refunds.exclude(
-        status__in=[OnchainTransfer.Status.QUEUED, OnchainTransfer.Status.CANCELLED]
-    ).exists():
-        raise PaymentError(
-            "This transfer has already been sent back to its sender.", code="already_refunded"
-        )
-    for queued in refunds.filter(status=OnchainTransfer.Status.QUEUED):
-        transfer_cancel(transfer=queued)
+    _cancel_refunds(
+        OnchainTransfer.objects.filter(payment=payment),
+        refusal="This transfer has already been sent back to its sender.",
+    )
     if payment.is_booked:
         ledger_post(
             kind=Kind.ATTRIBUTED,
@@ -134,6 +129,23 @@ def unmatched_release(*, payment: Payment, invoice: Invoice) -> None:
             invoice=invoice,
             payment=payment,
         )
+
+
+def _cancel_refunds(refunds, *, refusal: str) -> None:
+    """Cancel these refunds, all of them or none: refuse if one has left (been signed).
+
+    Every row is locked before any is judged, so a sender signing one at the same moment either
+    finishes first (and the refusal sees it) or waits and then finds it cancelled.
+    """
+    locked = list(refunds.select_for_update().order_by("pk"))
+    if any(
+        t.status not in (OnchainTransfer.Status.QUEUED, OnchainTransfer.Status.CANCELLED)
+        for t in locked
+    ):
+        raise PaymentError(refusal, code="refund_sent")
+    for transfer in locked:
+        if transfer.status == OnchainTransfer.Status.QUEUED:
+            transfer_cancel(transfer=transfer)
 
 
 # ------------------------------------------------------------------------------
@@ -282,18 +294,10 @@ def invoice_refunds_cancel(*, invoice: Invoice) -> None:
 
     Refuse if one has been signed: it will reach the chain, so the money is no longer here.
     """
-    refunds = OnchainTransfer.objects.select_for_update().filter(
-        invoice=invoice, kind=OnchainTransfer.Kind.REFUND
+    _cancel_refunds(
+        OnchainTransfer.objects.filter(invoice=invoice, kind=OnchainTransfer.Kind.REFUND),
+        refusal="The buyer's refund has already been sent on chain, so the job cannot run again.",
     )
-    if refunds.exclude(
-        status__in=[OnchainTransfer.Status.QUEUED, OnchainTransfer.Status.CANCELLED]
-    ).exists():
-        raise PaymentError(
-            "The buyer's refund has already been sent on chain, so the job cannot run again.",
-            code="refund_sent",
-        )
-    for queued in refunds.filter(status=OnchainTransfer.Status.QUEUED):
-        transfer_cancel(transfer=queued)
     Invoice.objects.filter(pk=invoice.pk).update(settled_at=None)
     invoice.settled_at = None
     invoice.refresh_from_db(fields=["refunded_units"])

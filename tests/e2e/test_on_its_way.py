@@ -161,7 +161,10 @@ def test_hash_whose_post_was_lost_is_remembered_and_submitted_after_a_reload(
     expect_on_its_way(page, "not on chain yet")
 
     mine_pending(chain)
-    submit(job, sent)
+    # Paid: the page reloads itself for its new state (wait for that, so nothing below reads
+    # the page while it navigates).
+    with page.expect_navigation():
+        submit(job, sent)
     expect(page.locator("#invoice-status")).to_have_attribute("data-status", "paid")
     assert sends(wallet) == 1
     invoice.refresh_from_db()

@@ -34,6 +34,7 @@ from tests.conftest import (
     sign_claim,
     submit,
     token_balance,
+    wait_for,
 )
 from tests.factories import AgentFactory, OperatorFactory, SkillFactory, order
 
@@ -508,3 +509,44 @@ def test_money_on_a_cancelled_invoice_goes_back_on_chain(chain, stub):
     assert (refund.cause, refund.status) == (OnchainTransfer.Cause.CANCELLED, "confirmed")
     assert token_balance(chain, BUYERS[B][0]) == before + 1_000_000
     books_balance()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replay_waiting_on_a_refund_being_signed_is_refused(chain, stub):
+    """The interleaving that once let both happen: the signer holds the refund's row while it
+    signs; the replay must wait for it, then see it signed and refuse, cancelling nothing."""
+    if connection.vendor != "postgresql":
+        pytest.skip("forcing the interleaving needs PostgreSQL's lock view")
+    job = paid(job_transition(job=order(), to=Job.Status.PAID))
+    fail(job, stub)
+    [refund] = OnchainTransfer.objects.filter(invoice=job.invoice)
+    outcome = {}
+
+    def replay():
+        try:
+            dead_letter_replay(dead_letter=DeadLetter.objects.get(job=job))
+            outcome["replay"] = "replayed"
+        except PaymentError as error:
+            outcome["replay"] = error.code
+        finally:
+            connection.close()
+
+    with transaction.atomic():  # the signer, mid-way: the row locked, its status changing
+        OnchainTransfer.objects.select_for_update().get(pk=refund.pk)
+        OnchainTransfer.objects.filter(pk=refund.pk).update(
+            status=OnchainTransfer.Status.SIGNED, nonce=10**9, tx_hash="0x" + "ab" * 32
+        )
+        thread = threading.Thread(target=replay)
+        thread.start()
+        wait_for(lambda: waiting_on_a_lock(), what="the replay to wait for the signer")
+    thread.join(60)
+
+    assert outcome["replay"] == "refund_sent"
+    assert reload(job).status == Job.Status.FAILED
+    assert ledger_reconcile(against_chain=False).ok
+
+
+def waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return cursor.fetchone()[0] > 0
