@@ -137,8 +137,10 @@ def transfer_send(*, transfer_id: int) -> str:
         if transfer.next_attempt_at and transfer.next_attempt_at > timezone.now():
             return Status.QUEUED  # held back on purpose, or waiting for gas: beat sends it
         transfer = _sign(transfer_id)
-        if transfer is None or transfer.status == Status.QUEUED:
+        if transfer is None:
             return Status.QUEUED
+        if transfer.status not in (Status.SIGNED, Status.SENT):
+            return transfer.status  # still waiting, or cancelled while we waited for the lock
     return _broadcast(transfer)
 
 
