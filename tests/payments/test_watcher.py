@@ -96,8 +96,11 @@ def test_confirmed_payments_are_followed_until_final(chain, settings):
 def test_a_payment_landing_while_the_result_is_saved_completes_the_job(chain, stub):
     if connection.vendor != "postgresql":
         pytest.skip("forcing the interleaving needs PostgreSQL's lock view")
-    job = order(SkillFactory(payment_mode="on_completion"))
-    claimed, token = job_claim(job_id=job.pk)
+    # Claimed as it is ordered: the message queued at commit finds the job taken, so the
+    # session's worker leaves it to this test.
+    with transaction.atomic():
+        job = order(SkillFactory(payment_mode="on_completion"))
+        claimed, token = job_claim(job_id=job.pk)
     tx = chain.transfer(job.invoice.amount_units)
     finished = threading.Event()
     errors = []
