@@ -14,7 +14,7 @@ from functools import cache, wraps
 
 from django.conf import settings
 from web3 import HTTPProvider, Web3
-from web3.exceptions import TransactionNotFound
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TransactionNotFound
 
 from marketplace.errors import ApplicationError
 
@@ -41,6 +41,17 @@ ERC20_ABI = [
         "stateMutability": "nonpayable",
         "inputs": [{"name": "to", "type": "address"}, {"name": "value", "type": "uint256"}],
         "outputs": [{"name": "", "type": "bool"}],
+    },
+]
+# ERC-1271: a contract wallet answers this selector when it made the signature.
+ERC1271_MAGIC = bytes.fromhex("1626ba7e")
+ERC1271_ABI = [
+    {
+        "name": "isValidSignature",
+        "type": "function",
+        "stateMutability": "view",
+        "inputs": [{"name": "hash", "type": "bytes32"}, {"name": "signature", "type": "bytes"}],
+        "outputs": [{"name": "", "type": "bytes4"}],
     },
 ]
 # What nodes say when an eth_getLogs range is too wide (geth, erigon, Alchemy, Infura...).
@@ -220,6 +231,21 @@ def receipt(tx_hash: str):
         return web3().eth.get_transaction_receipt(tx_hash)
     except TransactionNotFound:
         return None
+
+
+@_node_call
+def contract_signed(address: str, message_hash: bytes, signature: bytes) -> bool:
+    """Return whether the contract wallet at `address` made `signature` over `message_hash`
+    (ERC-1271). False for an address without code or a contract that does not say yes."""
+    address = Web3.to_checksum_address(address)
+    if not web3().eth.get_code(address):
+        return False
+    wallet = web3().eth.contract(address=address, abi=ERC1271_ABI)
+    try:
+        answer = wallet.functions.isValidSignature(message_hash, signature).call()
+    except (ContractLogicError, BadFunctionCallOutput):  # reverted, or not ERC-1271 at all
+        return False
+    return answer == ERC1271_MAGIC
 
 
 def _timestamp(log) -> datetime | None:

@@ -298,7 +298,7 @@ class Submission(models.Model):
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="submissions")
     tx_hash = models.CharField(max_length=66)
-    signature = models.CharField(max_length=200, blank=True)
+    signature = models.TextField(blank=True)  # a contract wallet's may run to kilobytes
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.WAITING)
     # A stable code for machines (e.g. "signature_required") beside the reason for people.
     code = models.CharField(max_length=40, blank=True)

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from eth_account import Account
-from eth_account.messages import encode_defunct
+from eth_account.messages import defunct_hash_message, encode_defunct
 
 from marketplace.money import format_token
 from payments import chain, signals
@@ -31,12 +31,23 @@ from payments.services import settlement
 from payments.services.invoices import invoice_lock, invoice_refresh
 from payments.signals import InvoiceEvent
 
-SIGNATURE_RE = re.compile(r"^0x[0-9a-fA-F]{130}$")
+# 65 bytes from a key; a contract wallet's signature (ERC-1271) may be longer, within reason.
+SIGNATURE_RE = re.compile(r"^0x(?:[0-9a-fA-F]{2}){65,4096}$")
+SIGNATURE_MAX_CHARS = 2 + 2 * 4096
 
 
 def claim_message(*, tx_hash: str, reference: str) -> str:
     """Return the exact text a sender signs to claim a transfer for an invoice."""
     return f"Vendo: transaction {tx_hash.lower()} pays job {reference}"
+
+
+def signature_check(signature: str) -> None:
+    """Refuse a claim signature that cannot be one, before anything is recorded."""
+    if not SIGNATURE_RE.match(signature):
+        raise PaymentError(
+            "The signature is not readable: it should be 0x followed by at least 130 hex digits.",
+            code="malformed_signature",
+        )
 
 
 @dataclass(frozen=True)
@@ -46,31 +57,35 @@ class Claim:
     invoice: Invoice
     signature: str = ""
 
-    def signer(self, tx_hash: str) -> str | None:
-        """Return the address that signed the claim message, or None without a signature."""
+    def signed_by(self, address: str, tx_hash: str) -> bool:
+        """Return whether `address` signed the claim message for this transaction.
+
+        A key signs with EIP-191 personal_sign. A contract wallet (a smart account on Base,
+        a Safe) has no key: it is asked on chain whether the signature is its own (ERC-1271).
+        It sent the transfer, so it is deployed: no counterfactual (ERC-6492) case arises.
+        Raise ChainError when the node cannot be asked.
+        """
         if not self.signature:
-            return None
-        if not SIGNATURE_RE.match(self.signature):
-            raise PaymentError(
-                "The signature is not readable: it should be 0x followed by 130 hex digits.",
-                code="malformed_signature",
-            )
-        message = encode_defunct(
-            text=claim_message(tx_hash=tx_hash, reference=self.invoice.reference)
-        )
+            return False
+        signature_check(self.signature)
+        text = claim_message(tx_hash=tx_hash, reference=self.invoice.reference)
         try:
-            return Account.recover_message(message, signature=self.signature)
-        except Exception as error:  # eth_keys' BadSignature and friends
-            raise PaymentError(
-                "The signature does not verify.", code="malformed_signature"
-            ) from error
+            if Account.recover_message(encode_defunct(text=text), signature=self.signature) == (
+                address
+            ):
+                return True
+        except Exception:  # eth_keys' BadSignature and friends: not a key's signature
+            pass
+        return chain.contract_signed(
+            address, defunct_hash_message(text=text), bytes.fromhex(self.signature[2:])
+        )
 
 
 def confirmations(block_number: int, head: int) -> int:
     return max(head - block_number + 1, 0)
 
 
-def _rule(log: chain.TransferLog, claim: Claim | None, signer: str | None):
+def _rule(log: chain.TransferLog, claim: Claim | None, signed: bool):
     """Return (invoice, attribution) for a new transfer by the rules above, or (None, "").
 
     Called inside a transaction: the invoice found by its exact amount is locked at once.
@@ -100,7 +115,7 @@ def _rule(log: chain.TransferLog, claim: Claim | None, signer: str | None):
     top_ups = [invoice for invoice in paid_before if invoice.due_units == log.amount_units]
     if len(top_ups) == 1:
         return top_ups[0], Payment.Attribution.TOP_UP
-    if claim is not None and signer == log.from_address:
+    if claim is not None and signed:
         return claim.invoice, Payment.Attribution.SIGNATURE
     return None, Payment.Attribution.NONE
 
@@ -137,17 +152,17 @@ def transfer_record(
     Return the payment, and whether it was recorded just now.
     """
     log = chain.with_block_time(log)
-    signer = claim.signer(log.tx_hash) if claim is not None else None
+    signed = claim is not None and claim.signed_by(log.from_address, log.tx_hash)
     existing = _existing(log)
     if existing is not None:
-        if existing.is_unmatched and claim is not None and signer == log.from_address:
+        if existing.is_unmatched and signed:
             payment = payment_attribute(
                 payment=existing, invoice=claim.invoice, how=Payment.Attribution.SIGNATURE
             )
             return payment, False
         return existing, False
     with transaction.atomic():
-        invoice, how = _rule(log, claim, signer)
+        invoice, how = _rule(log, claim, signed)
         if invoice is not None and how != Payment.Attribution.EXACT:
             invoice = invoice_lock(invoice_id=invoice.pk)
         count = confirmations(log.block_number, head)

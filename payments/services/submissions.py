@@ -17,7 +17,7 @@ from payments import chain
 from payments.chain import ChainError
 from payments.errors import PaymentError
 from payments.models import Invoice, Payment, Submission
-from payments.services.attribution import Claim, transfer_record
+from payments.services.attribution import Claim, signature_check, transfer_record
 
 TX_HASH_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
@@ -75,7 +75,7 @@ def payment_submit(*, invoice: Invoice, tx_hash: str, signature: str = "") -> Su
     if not TX_HASH_RE.match(tx_hash):
         raise PaymentError(Reason.MALFORMED, code="malformed_hash")
     if signature:
-        Claim(invoice=invoice, signature=signature).signer(tx_hash)  # refuse garbage early
+        signature_check(signature)  # refuse garbage early
     submission = _record(invoice, tx_hash, signature)
     return submission_check(submission=submission)
 

@@ -890,7 +890,7 @@
         return ethereum.request({ method: "personal_sign", params: [utf8Hex(message), accounts[0]] });
       })
       .then(function (signature) {
-        if (typeof signature !== "string" || !/^0x[0-9a-fA-F]{130}$/.test(signature)) {
+        if (typeof signature !== "string" || !/^0x([0-9a-fA-F]{2}){65,4096}$/.test(signature)) {
           throw userError("Your wallet returned no usable signature.");
         }
         form.elements.signature.value = signature;

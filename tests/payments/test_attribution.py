@@ -12,11 +12,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobs.models import Job
+from payments import devchain
 from payments.models import ChainCursor, Invoice, OnchainTransfer, Payment, Submission
 from payments.services.attribution import payment_attribute
 from payments.services.invoices import amounts_release
 from payments.services.watcher import invoices_expire, payments_scan
-from tests.conftest import BUYERS, reload, sign_claim, submit
+from tests.conftest import BUYERS, DEPLOYER, reload, sign_claim, submit
 from tests.factories import OperatorFactory, SkillFactory, order
 
 pytestmark = pytest.mark.django_db
@@ -170,6 +171,64 @@ def test_a_signature_for_another_job_claims_nothing(chain):
     # The sender's genuine signature, but for another job: replayed on this one.
     signature = sign_claim(BUYERS[VICTIM][1], tx, other)
     assert submit(mine, tx, signature).code == "wrong_signer"
+    assert Payment.objects.get(tx_hash=tx).is_unmatched
+
+
+@pytest.fixture
+def smart_wallet(chain):
+    """A contract wallet owned by OTHER's key, holding TestUSDC: it pays, its owner signs."""
+    owner = BUYERS[OTHER][0]
+    address = devchain.deploy(chain.w3, "SmartWallet", owner, sender=DEPLOYER)
+    devchain.mint(chain.w3, chain.token, address, 100 * 10**6, DEPLOYER)
+    abi = devchain.load_artifact("SmartWallet")["abi"]
+    wallet = chain.w3.eth.contract(address=address, abi=abi)
+
+    def pay(amount_units: int) -> str:
+        tx = wallet.functions.transfer(chain.token, chain.recipient, amount_units).transact(
+            {"from": owner}
+        )
+        assert chain.w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+        return tx.to_0x_hex()
+
+    wallet.pay = pay
+    return wallet
+
+
+def test_a_contract_wallet_claims_its_transfer_with_its_owners_signature(chain, smart_wallet):
+    job = order()
+    tx = smart_wallet.pay(job.invoice.amount_units - 1)
+    assert submit(job, tx).code == "signature_required"
+
+    # The wallet has no key: its owner signs, and the wallet vouches for it (ERC-1271).
+    claimed = submit(job, tx, sign_claim(BUYERS[OTHER][1], tx, job))
+
+    assert claimed.status == Submission.Status.ACCEPTED
+    payment = Payment.objects.get(tx_hash=tx)
+    assert payment.from_address == smart_wallet.address
+    assert (payment.invoice, payment.attribution) == (job.invoice, Payment.Attribution.SIGNATURE)
+
+
+@pytest.mark.parametrize("length", [65, 200], ids=["a key's signature", "a long one"])
+def test_a_stranger_cannot_sign_for_a_contract_wallet(chain, smart_wallet, length):
+    victim, attacker = order(), order()
+    tx = smart_wallet.pay(victim.invoice.amount_units - 1)
+    signature = sign_claim(BUYERS[ATTACKER][1], tx, attacker)
+    signature += "ab" * (length - 65)  # a contract wallet's signature may be any length
+
+    submission = submit(attacker, tx, signature)
+
+    assert submission.code == "wrong_signer"
+    assert Payment.objects.get(tx_hash=tx).is_unmatched
+    assert reload(attacker).invoice.paid_units == 0
+
+
+def test_a_long_signature_from_a_key_wallet_claims_nothing(chain):
+    job = order()
+    tx = chain.transfer(job.invoice.amount_units - 1, buyer=VICTIM)
+    # A key's own signature with bytes after it: no key signs that, and no contract is asked.
+    signature = sign_claim(BUYERS[VICTIM][1], tx, job) + "00" * 10
+
+    assert submit(job, tx, signature).code == "wrong_signer"
     assert Payment.objects.get(tx_hash=tx).is_unmatched
 
 
