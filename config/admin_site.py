@@ -4,6 +4,7 @@ operator's first questions, and "view on site" scoped like every other admin pat
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.contenttypes.views import shortcut
@@ -44,6 +45,7 @@ class VendoAdminSite(admin.AdminSite):
             context["jobs_overview"] = jobs_overview(now=now)
             context["money"] = money_overview(today=today, week=week)
             context["alerts"] = alerts_open()
+            context["ledger_check_interval"] = settings.LEDGER_CHECK_INTERVAL
             # The payment list's own "paid at" filter (Today, Past 7 days), confirmed only.
             context["links"] = {
                 "payments_today": _since(today, tomorrow),

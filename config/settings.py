@@ -408,6 +408,8 @@ CHAIN_SCAN_INTERVAL = env.float("CHAIN_SCAN_INTERVAL", default=3.0)
 REAPER_INTERVAL = env.float("REAPER_INTERVAL", default=30.0)
 # While jobs wait for the platform's AI key, how often a free call checks whether it works.
 PLATFORM_PROBE_INTERVAL = env.float("PLATFORM_PROBE_INTERVAL", default=60.0)
+# How often the books are checked against the chain (manage.py ledger_check, in beat).
+LEDGER_CHECK_INTERVAL = env.float("LEDGER_CHECK_INTERVAL", default=600.0)
 
 
 def _every(seconds: float, task: str) -> dict:
@@ -426,4 +428,5 @@ CELERY_BEAT_SCHEDULE = {
     "settle-jobs": _every(10.0, "jobs.settle"),
     "reap-jobs": _every(REAPER_INTERVAL, "jobs.reap"),
     "resume-held-jobs": _every(PLATFORM_PROBE_INTERVAL, "jobs.resume_held"),
+    "check-ledger": _every(LEDGER_CHECK_INTERVAL, "payments.check_ledger"),
 }

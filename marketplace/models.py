@@ -354,6 +354,7 @@ class OperatorAlert(models.Model):
         SIGNER_GAS = "signer_gas", "Platform signer out of gas"
         PAYMENT_REVERTED = "payment_reverted", "Payment reverted after delivery"
         CHAIN = "chain", "Chain node trouble"
+        LEDGER = "ledger", "The books do not match the chain"
         OTHER = "other", "Other"
 
     kind = models.CharField(max_length=30, choices=Kind.choices)

@@ -12,6 +12,7 @@ from marketplace.permissions import is_provider
 from payments.models import (
     ChainCursor,
     Invoice,
+    LedgerCheck,
     LedgerEntry,
     LedgerTransaction,
     OnchainTransfer,
@@ -338,6 +339,17 @@ class LedgerTransactionAdmin(ForOperators, ReadOnly, admin.ModelAdmin):
     search_fields = ["memo", "invoice__reference"]
     inlines = [LedgerEntryInline]
     readonly_fields = ["kind", "memo", "invoice", "payment", "transfer", "created_at"]
+    fields = readonly_fields
+
+
+@admin.register(LedgerCheck)
+class LedgerCheckAdmin(ForOperators, ReadOnly, admin.ModelAdmin):
+    """Beat's checks of the books against the chain, kept 30 days (operators only)."""
+
+    list_display = ["checked_at", "ok", "block", "chain_units", "expected_units"]
+    list_filter = ["ok"]
+    date_hierarchy = "checked_at"
+    readonly_fields = ["checked_at", "ok", "block", "chain_units", "expected_units", "problems"]
     fields = readonly_fields
 
 

@@ -540,3 +540,27 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account}:{self.ref} {self.amount_units:+}"
+
+
+class LedgerCheck(models.Model):
+    """One run of the three rules of the books against the chain (beat runs one every
+    LEDGER_CHECK_INTERVAL): the operators' home shows the last, and a broken one alerts."""
+
+    checked_at = models.DateTimeField(auto_now_add=True)
+    ok = models.BooleanField("holds")
+    problems = models.JSONField(default=list, blank=True)
+    block = models.PositiveBigIntegerField(null=True, blank=True)
+    # The recipient's token balance at `block`, and what the books say it should be.
+    chain_units = models.DecimalField(
+        "on chain (base units)", max_digits=78, decimal_places=0, null=True, blank=True
+    )
+    expected_units = models.DecimalField(
+        "the books say (base units)", max_digits=78, decimal_places=0, null=True, blank=True
+    )
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        get_latest_by = "checked_at"
+
+    def __str__(self) -> str:
+        return f"Ledger check #{self.pk}: {'holds' if self.ok else 'broken'}"

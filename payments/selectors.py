@@ -16,9 +16,15 @@ from django.db.models.functions import RowNumber
 from web3 import Web3
 
 from payments import chain
-from payments.models import Account, Invoice, OnchainTransfer, Payment, Submission
+from payments.models import (
+    Account,
+    Invoice,
+    LedgerCheck,
+    OnchainTransfer,
+    Payment,
+    Submission,
+)
 from payments.services.ledger import balances, total
-from payments.services.reconciliation import Report, ledger_reconcile
 
 # Sums are of one token's base units; their decimals are the rows' own (or the contract's),
 # USDC's six when there is nothing to read them from.
@@ -178,7 +184,8 @@ class MoneyOverview:
     payouts_in_flight: int
     payout_units_in_flight: int
     revenue_units: int
-    ledger: Report
+    ledger: LedgerCheck | None  # beat's last check of the books against the chain
+    wallet_units: int
     gas: GasReading
     decimals: int = USDC_DECIMALS
 
@@ -186,7 +193,7 @@ class MoneyOverview:
 def money_overview(*, today: datetime, week: datetime) -> MoneyOverview:
     """Money in since `today` and since `week` (confirmed transfers, by the time they were
     mined), open invoices, rejected hashes by code, unmatched transfers, transfers in flight,
-    revenue, the ledger's own rules (no chain read: `manage.py ledger_check` compares with
+    revenue, the last check of the books against the chain (beat's: a page never waits for
     the chain) and the signer's gas."""
     confirmed = Payment.objects.filter(status=Payment.Status.CONFIRMED, block_time__gte=week)
     money_in = confirmed.order_by().aggregate(
@@ -231,7 +238,8 @@ def money_overview(*, today: datetime, week: datetime) -> MoneyOverview:
         payouts_in_flight=in_flight["payouts"],
         payout_units_in_flight=_units(in_flight["payout_units"]),
         revenue_units=total(Account.REVENUE),
-        ledger=ledger_reconcile(against_chain=False),
+        ledger=LedgerCheck.objects.order_by("-checked_at", "-id").first(),
+        wallet_units=total(Account.WALLET),
         gas=signer_gas(),
         decimals=token_decimals(),
     )

@@ -89,6 +89,14 @@ def queue_payouts() -> int:
     return _with_backoff("payouts", payouts_queue)
 
 
+@shared_task(name="payments.check_ledger")
+def check_ledger() -> bool:
+    from payments.services.reconciliation import ledger_watch
+
+    check = _with_backoff("ledger", ledger_watch)
+    return bool(check and check.ok)
+
+
 @shared_task(bind=True, name="payments.send_transfer", max_retries=None)
 def send_transfer(self, transfer_id: int) -> str:
     """Sign (once) and broadcast one outgoing transfer; beat's advance_transfers retries."""

@@ -77,8 +77,9 @@ def payments_scan() -> int:
     return new
 
 
-def scan_to_head() -> bool:
-    """Scan until the cursor has passed the head as it is now; False if that takes too long."""
+def scan_to_head() -> int | None:
+    """Scan until the cursor has passed the head as it is now; return that head, every
+    transfer up to it recorded, or None if catching up takes too long."""
     target = chain.block_number()
     for _ in range(CATCH_UP_SCANS):
         payments_scan()
@@ -86,8 +87,8 @@ def scan_to_head() -> bool:
             chain_id=chain.chain_id(), token_address=chain.token_address()
         )
         if cursor.next_block > target:
-            return True
-    return False
+            return target
+    return None
 
 
 def payments_recheck() -> int:
@@ -184,7 +185,7 @@ def invoices_expire() -> int:
     due = Invoice.objects.due_to_expire(now=now)
     if not due.exists():
         return 0
-    if not scan_to_head():
+    if scan_to_head() is None:
         logger.warning("Expiry postponed: the watcher has not caught up with the chain yet.")
         return 0
     expired = 0

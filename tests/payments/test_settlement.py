@@ -15,12 +15,13 @@ from jobs.models import DeadLetter, Job, JobEvent
 from jobs.services import dead_letter_replay, dispute_open, dispute_resolve, job_transition
 from jobs.settlement import jobs_release_earnings, provider_share
 from marketplace.models import OperatorAlert
+from marketplace.services import alert_raise
 from payments import chain as vendo_chain
 from payments import devchain
 from payments.errors import PaymentError
 from payments.models import Account, LedgerEntry, LedgerTransaction, OnchainTransfer, Payment
 from payments.services.ledger import Ref, balance, balances, total
-from payments.services.reconciliation import ledger_reconcile
+from payments.services.reconciliation import ledger_reconcile, ledger_watch
 from payments.services.settlement import payouts_queue, unmatched_refund_due
 from payments.services.transfers import transfer_send
 from payments.services.watcher import invoices_expire
@@ -472,6 +473,43 @@ def test_ledger_check_sees_money_leaving_the_wallet_outside_the_books(chain, cap
     with pytest.raises(SystemExit):
         call_command("ledger_check")
     assert "off by -1" in capsys.readouterr().err
+
+
+def test_beat_alerts_operators_when_the_books_stay_off_the_chain(chain, fresh_wallet):
+    complete(order(), chain)
+    alert_raise(kind=OperatorAlert.Kind.LEDGER, message="An old mismatch, since put right.")
+
+    assert ledger_watch().ok
+    assert not open_alerts(OperatorAlert.Kind.LEDGER)  # a check that holds clears it
+
+    devchain.transfer(
+        chain.w3, chain.token, BUYERS[0][0], 1, fresh_wallet.key.to_0x_hex()
+    )  # someone with the key moves one unit behind Vendo's back
+    first = ledger_watch()
+    assert not first.ok and "off by -1" in first.problems[0]
+    assert first.chain_units == first.expected_units - 1
+    assert not open_alerts(OperatorAlert.Kind.LEDGER)  # one check alone may have raced
+
+    assert not ledger_watch().ok
+    [alert] = open_alerts(OperatorAlert.Kind.LEDGER)
+    assert "two checks in a row" in alert.message and "Rule 3" in alert.message
+
+
+def test_a_check_against_the_chain_counts_a_transfer_that_is_still_confirming(
+    chain, fresh_wallet, settings
+):
+    settings.REQUIRED_CONFIRMATIONS = 3
+    job = order()
+    chain.transfer(job.invoice.amount_units)  # mined, seen by the watcher, not yet booked
+
+    check = ledger_watch()
+
+    assert check.ok, check.problems
+    assert Payment.objects.get(invoice=job.invoice).is_booked is False
+
+
+def open_alerts(kind) -> list:
+    return list(OperatorAlert.objects.filter(kind=kind, resolved_at__isnull=True))
 
 
 @pytest.mark.django_db(transaction=True)
