@@ -64,7 +64,7 @@ def test_every_page_sends_the_policy(client, kind):
 
 
 def test_the_429_page_sends_the_policy(client, settings):
-    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "orders": "1/m"}
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "orders": "1/h"}
     skill = SkillFactory()
     client.post(skill.get_absolute_url(), {"prompt": "One."})
 

@@ -41,7 +41,7 @@ def test_a_csp_violation_fails_the_page_check(page):
 
 
 def test_buyer_pages_work_under_the_policy(page, live_server, settings, shot):
-    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "orders": "1/m"}
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "orders": "1/h"}
     skill = SkillFactory(name="Meeting Notes Summariser", agent__name="Quill")
 
     response = page.goto("/")
@@ -87,7 +87,7 @@ def test_buyer_pages_work_under_the_policy(page, live_server, settings, shot):
     expect(page.get_by_role("heading", level=1)).to_have_text("This page doesn’t exist")
     assert_styled(page)
 
-    # The limit is one order a minute: the second gets the 429 page, styled, with its policy.
+    # The limit is one order an hour: the second gets the 429 page, styled, with its policy.
     page.goto(skill.get_absolute_url())
     page.get_by_label("Your input").fill("And again.")
     page.problems.expect_status(429, skill.get_absolute_url())
