@@ -8,7 +8,7 @@ DEV_ENV := DEBUG=true PATH="$(CURDIR)/$(BIN):$$PATH"
 # `make run` shortens the money's clock so a demo shows it all: a payout lands within two
 # minutes of a completed job.
 RUN_ENV := $(DEV_ENV) DISPUTE_WINDOW_SECONDS=60 PAYOUT_INTERVAL_SECONDS=30 PAYOUT_MINIMUM=0.1 \
-	FAILED_REFUND_DELAY_SECONDS=30
+	FAILED_REFUND_DELAY_SECONDS=30 LEDGER_CHECK_INTERVAL=60
 # Bumped when migrations are rewritten from scratch: an older dev database is set aside.
 SCHEMA := 3
 

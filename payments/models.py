@@ -547,7 +547,7 @@ class LedgerCheck(models.Model):
     LEDGER_CHECK_INTERVAL): the operators' home shows the last, and a broken one alerts."""
 
     checked_at = models.DateTimeField(auto_now_add=True)
-    ok = models.BooleanField("holds")
+    ok = models.BooleanField("matches the chain")
     problems = models.JSONField(default=list, blank=True)
     block = models.PositiveBigIntegerField(null=True, blank=True)
     # The recipient's token balance at `block`, and what the books say it should be.

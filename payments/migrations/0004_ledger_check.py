@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('checked_at', models.DateTimeField(auto_now_add=True)),
-                ('ok', models.BooleanField(verbose_name='holds')),
+                ('ok', models.BooleanField(verbose_name='matches the chain')),
                 ('problems', models.JSONField(blank=True, default=list)),
                 ('block', models.PositiveBigIntegerField(blank=True, null=True)),
                 ('chain_units', models.DecimalField(blank=True, decimal_places=0, max_digits=78, null=True, verbose_name='on chain (base units)')),
