@@ -14,7 +14,12 @@ from functools import cache, wraps
 
 from django.conf import settings
 from web3 import HTTPProvider, Web3
-from web3.exceptions import BadFunctionCallOutput, ContractLogicError, TransactionNotFound
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    ContractLogicError,
+    TransactionNotFound,
+    Web3RPCError,
+)
 
 from marketplace.errors import ApplicationError
 
@@ -45,6 +50,11 @@ ERC20_ABI = [
 ]
 # ERC-1271: a contract wallet answers this selector when it made the signature.
 ERC1271_MAGIC = bytes.fromhex("1626ba7e")
+# Enough for a multi-owner Safe or a passkey (P-256) smart account; a wallet that wants more
+# is refused rather than let burn the node's time on every claim.
+ERC1271_GAS = 1_000_000
+# How nodes say that a call ran and failed (geth, erigon, anvil, hosted providers).
+EXECUTION_FAILED = ("revert", "gas", "evm error", "execution")
 ERC1271_ABI = [
     {
         "name": "isValidSignature",
@@ -242,9 +252,17 @@ def contract_signed(address: str, message_hash: bytes, signature: bytes) -> bool
         return False
     wallet = web3().eth.contract(address=address, abi=ERC1271_ABI)
     try:
-        answer = wallet.functions.isValidSignature(message_hash, signature).call()
+        answer = wallet.functions.isValidSignature(message_hash, signature).call(
+            {"gas": ERC1271_GAS}
+        )
     except (ContractLogicError, BadFunctionCallOutput):  # reverted, or not ERC-1271 at all
         return False
+    except Web3RPCError as error:
+        # The node ran the call and it failed (out of gas, an EVM error): the wallet did not
+        # say yes. Anything else (a rate limit, say) is the node's trouble, not the wallet's.
+        if any(word in str(error).lower() for word in EXECUTION_FAILED):
+            return False
+        raise
     return answer == ERC1271_MAGIC
 
 

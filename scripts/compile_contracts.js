@@ -15,7 +15,7 @@ const solc = require("solc");
 const ROOT = path.resolve(__dirname, "..");
 const NODE_MODULES = path.join(ROOT, "node_modules");
 const OUT_DIR = path.join(ROOT, "payments", "contracts");
-const CONTRACTS = ["TestUSDC", "BatchSender", "OddTransfer", "Test18", "SmartWallet"];
+const CONTRACTS = ["TestUSDC", "BatchSender", "OddTransfer", "Test18", "SmartWallet", "GreedyWallet"];
 // Pin the target EVM so bytecode does not change with solc's default; anvil 1.7 runs newer forks
 // too, and cancun keeps the artifacts usable on older dev nodes.
 const EVM_VERSION = "cancun";

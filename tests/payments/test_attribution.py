@@ -222,6 +222,24 @@ def test_a_stranger_cannot_sign_for_a_contract_wallet(chain, smart_wallet, lengt
     assert reload(attacker).invoice.paid_units == 0
 
 
+def test_a_wallet_whose_signature_check_never_ends_claims_nothing(chain):
+    # Its isValidSignature burns all the gas it is given: the call is bounded, and the answer
+    # is "not signed", not "the node is down".
+    address = devchain.deploy(chain.w3, "GreedyWallet", sender=DEPLOYER)
+    devchain.mint(chain.w3, chain.token, address, 10 * 10**6, DEPLOYER)
+    abi = devchain.load_artifact("GreedyWallet")["abi"]
+    greedy = chain.w3.eth.contract(address=address, abi=abi)
+    job = order()
+    tx = greedy.functions.transfer(chain.token, chain.recipient, job.invoice.amount_units - 1)
+    tx = tx.transact({"from": DEPLOYER}).to_0x_hex()
+    chain.w3.eth.wait_for_transaction_receipt(tx)
+
+    submission = submit(job, tx, sign_claim(BUYERS[VICTIM][1], tx, job))
+
+    assert submission.code == "wrong_signer"
+    assert Payment.objects.get(tx_hash=tx).is_unmatched
+
+
 def test_a_long_signature_from_a_key_wallet_claims_nothing(chain):
     job = order()
     tx = chain.transfer(job.invoice.amount_units - 1, buyer=VICTIM)
