@@ -136,6 +136,8 @@ def test_the_lists_have_a_date_hierarchy(client, operator, chain):
         "admin:payments_invoice_changelist",
         "admin:payments_payment_changelist",
         "admin:payments_onchaintransfer_changelist",
+        "admin:payments_ledgertransaction_changelist",
+        "admin:payments_ledgercheck_changelist",
     ],
 )
 def test_a_provider_opening_the_money_lists_is_told_where_its_money_shows(client, url):
