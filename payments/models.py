@@ -560,7 +560,6 @@ class LedgerCheck(models.Model):
 
     class Meta:
         ordering = ["-checked_at", "-id"]
-        get_latest_by = "checked_at"
 
     def __str__(self) -> str:
         return f"Ledger check #{self.pk}: {'holds' if self.ok else 'broken'}"

@@ -238,7 +238,7 @@ def money_overview(*, today: datetime, week: datetime) -> MoneyOverview:
         payouts_in_flight=in_flight["payouts"],
         payout_units_in_flight=_units(in_flight["payout_units"]),
         revenue_units=total(Account.REVENUE),
-        ledger=LedgerCheck.objects.order_by("-checked_at", "-id").first(),
+        ledger=LedgerCheck.objects.first(),  # the newest
         wallet_units=total(Account.WALLET),
         gas=signer_gas(),
         decimals=token_decimals(),

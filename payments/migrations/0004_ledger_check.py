@@ -23,7 +23,6 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-checked_at', '-id'],
-                'get_latest_by': 'checked_at',
             },
         ),
     ]

@@ -63,11 +63,11 @@ class Claim:
         A key signs with EIP-191 personal_sign. A contract wallet (a smart account on Base,
         a Safe) has no key: it is asked on chain whether the signature is its own (ERC-1271).
         It sent the transfer, so it is deployed: no counterfactual (ERC-6492) case arises.
-        Raise ChainError when the node cannot be asked.
+        The signature's form was checked when it was submitted (signature_check). Raise
+        ChainError when the node cannot be asked.
         """
         if not self.signature:
             return False
-        signature_check(self.signature)
         text = claim_message(tx_hash=tx_hash, reference=self.invoice.reference)
         try:
             if Account.recover_message(encode_defunct(text=text), signature=self.signature) == (

@@ -134,7 +134,7 @@ def ledger_watch() -> LedgerCheck:
     moment); the alert clears at the next check that holds.
     """
     report = ledger_reconcile()
-    previous = LedgerCheck.objects.order_by("-checked_at", "-id").first()
+    previous = LedgerCheck.objects.first()  # the newest
     check = LedgerCheck.objects.create(
         ok=report.ok,
         problems=report.problems[:MAX_PROBLEMS_KEPT],
@@ -151,7 +151,7 @@ def ledger_watch() -> LedgerCheck:
         alert_raise(
             kind=OperatorAlert.Kind.LEDGER,
             message=(
-                f"The books break {len(report.problems)} rule(s) at two checks in a row: "
+                f"The books failed their check against the chain two checks in a row: "
                 f"{report.problems[0]} Run manage.py ledger_check for the whole report."
             ),
         )

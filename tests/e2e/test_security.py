@@ -29,6 +29,19 @@ def assert_policy(response) -> None:
     assert "unsafe" not in csp
 
 
+def click_and_expect_refusal(page, button: str, heading: str, says: str) -> None:
+    """Click the form's button: the page it lands on answers 429 under the policy, and is
+    Vendo's own, styled, with its heading and what to do next."""
+    with page.expect_navigation() as navigation:
+        page.get_by_role("button", name=button).click()
+    response = navigation.value
+    assert response.status == 429
+    assert_policy(response)
+    expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+    expect(page.locator("#rate-limited")).to_contain_text(says)
+    assert_styled(page)
+
+
 def test_a_csp_violation_fails_the_page_check(page):
     """Guard the journeys below: a blocked inline style is reported, so they cannot pass blind."""
     page.goto("/")
@@ -91,14 +104,7 @@ def test_buyer_pages_work_under_the_policy(page, live_server, settings, shot):
     page.goto(skill.get_absolute_url())
     page.get_by_label("Your input").fill("And again.")
     page.problems.expect_status(429, skill.get_absolute_url())
-    with page.expect_navigation() as navigation:
-        page.get_by_role("button", name="Order and get invoice").click()
-    response = navigation.value
-    assert response.status == 429
-    assert_policy(response)
-    expect(page.get_by_role("heading", level=1)).to_have_text("Too many requests")
-    expect(page.locator("#rate-limited")).to_contain_text("Try again in")
-    assert_styled(page)
+    click_and_expect_refusal(page, "Order and get invoice", "Too many requests", "Try again in")
     shot("security-02-rate-limited")
     assert page.url.endswith(skill.get_absolute_url())
     assert job_url
@@ -170,15 +176,7 @@ def test_locked_out_sign_in_shows_the_lockout_page(page, settings, shot):
     page.problems.expect_status(429, "/admin/login/")
     page.get_by_label("Username").fill("root")
     page.get_by_label("Password").fill("guess-2")
-    with page.expect_navigation() as navigation:
-        page.get_by_role("button", name="Log in").click()
-
-    response = navigation.value
-    assert response.status == 429
-    assert_policy(response)
-    expect(page.get_by_role("heading", level=1)).to_have_text("Sign-in locked")
-    expect(page.locator("#rate-limited")).to_contain_text("ask an operator to unlock it")
-    assert_styled(page)
+    click_and_expect_refusal(page, "Log in", "Sign-in locked", "ask an operator to unlock it")
     shot("security-04-locked-out")
 
 
