@@ -57,26 +57,20 @@ class Totals:
 
 def payment_totals(*, payments: QuerySet) -> Totals:
     """Return the count and sums of `payments` (already filtered), in one query."""
-    sums = payments.order_by().aggregate(
-        rows=Count("pk"),
-        amount=Sum("amount_units"),
-        confirmed=Sum("amount_units", filter=Q(status=Payment.Status.CONFIRMED)),
-        decimals=Max("token_decimals"),
-    )
-    return Totals(
-        sums["rows"],
-        _units(sums["amount"]),
-        _units(sums["confirmed"]),
-        sums["decimals"] or USDC_DECIMALS,
-    )
+    confirmed = Sum("amount_units", filter=Q(status=Payment.Status.CONFIRMED))
+    return _totals(payments, confirmed=confirmed)
 
 
 def invoice_totals(*, invoices: QuerySet) -> Totals:
     """Return the count, the amount asked and the amount confirmed of `invoices`."""
-    sums = invoices.order_by().aggregate(
+    return _totals(invoices, confirmed=Sum("paid_units"))
+
+
+def _totals(rows: QuerySet, *, confirmed) -> Totals:
+    sums = rows.order_by().aggregate(
         rows=Count("pk"),
         amount=Sum("amount_units"),
-        confirmed=Sum("paid_units"),
+        confirmed=confirmed,
         decimals=Max("token_decimals"),
     )
     return Totals(

@@ -333,3 +333,30 @@ def token_balance(chain, address: str) -> int:
     from payments import chain as vendo_chain
 
     return vendo_chain.token_balance(address)
+
+
+def log_in(client, user) -> None:
+    """Sign `user` in on the test client, as stored: UserFactory sets the password on the
+    instance after saving it and does not save again, so the instance's session hash would not
+    match the database's."""
+    client.force_login(type(user)._default_manager.get(pk=user.pk))
+
+
+@pytest.fixture
+def operator(client):
+    """An operator, signed in on the test client."""
+    from tests.factories import OperatorFactory
+
+    user = OperatorFactory()
+    log_in(client, user)
+    return user
+
+
+@pytest.fixture
+def provider(client):
+    """A provider, signed in on the test client."""
+    from tests.factories import ProviderFactory
+
+    user = ProviderFactory()
+    log_in(client, user)
+    return user

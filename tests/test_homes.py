@@ -14,7 +14,7 @@ from payments.models import Account, Payment
 from payments.services.ledger import total
 from payments.services.reconciliation import ledger_watch
 from payments.services.settlement import payouts_queue
-from tests.conftest import complete, paid, send_transfers, submit
+from tests.conftest import complete, log_in, paid, send_transfers, submit
 from tests.factories import (
     AgentFactory,
     DraftSkillFactory,
@@ -23,7 +23,6 @@ from tests.factories import (
     SkillFactory,
     order,
 )
-from tests.marketplace.test_admin_scoping import log_in
 
 pytestmark = pytest.mark.django_db
 

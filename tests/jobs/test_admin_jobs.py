@@ -7,9 +7,8 @@ from django.urls import reverse
 
 from jobs.generation import job_generate
 from jobs.models import Job
-from tests.conftest import complete, paid, submit
-from tests.factories import OperatorFactory, ProviderFactory, SkillFactory, order
-from tests.marketplace.test_admin_scoping import log_in
+from tests.conftest import complete, log_in, paid, submit
+from tests.factories import ProviderFactory, SkillFactory, order
 
 pytestmark = pytest.mark.django_db
 
@@ -21,13 +20,6 @@ def failed_job(stub, skill=None) -> Job:
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     return job
-
-
-@pytest.fixture
-def operator(client):
-    user = OperatorFactory()
-    log_in(client, user)
-    return user
 
 
 def job_page(client, job) -> str:

@@ -11,6 +11,7 @@ from django.urls import reverse
 from jobs.models import DeadLetter, Job
 from jobs.services import job_transition
 from marketplace.models import Agent, Skill
+from tests.conftest import log_in
 from tests.factories import (
     AgentFactory,
     OperatorFactory,
@@ -59,12 +60,6 @@ def alpha():
 @pytest.fixture
 def bravo():
     return provider_with_a_job("Bravo")
-
-
-def log_in(client, user) -> None:
-    # Log in the user as stored: UserFactory sets the password on the instance after saving it
-    # and does not save again, so the instance's session hash would not match the database's.
-    client.force_login(type(user)._default_manager.get(pk=user.pk))
 
 
 @pytest.fixture

@@ -6,17 +6,10 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
 from marketplace.models import Skill
-from tests.factories import OperatorFactory, ProviderFactory, SkillFactory, order
-from tests.marketplace.test_admin_scoping import log_in
+from tests.conftest import log_in
+from tests.factories import OperatorFactory, SkillFactory, order
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def provider(client):
-    user = ProviderFactory()
-    log_in(client, user)
-    return user
 
 
 def act(client, action: str, skills) -> object:

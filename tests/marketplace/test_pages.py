@@ -187,7 +187,7 @@ def test_the_database_refuses_a_second_agent_of_the_same_name():
 
 
 def test_a_provider_adding_a_taken_agent_name_sees_it_on_the_name_field(client):
-    from tests.marketplace.test_admin_scoping import log_in
+    from tests.conftest import log_in
 
     AgentFactory(name="Quill")
     provider = ProviderFactory()

@@ -9,17 +9,14 @@ from django.urls import reverse
 
 from marketplace.models import Skill
 from marketplace.schemas import SchemaRefused, check_json_schema
-from tests.factories import AgentFactory, JsonSkillFactory, ProviderFactory, SkillFactory
-from tests.marketplace.test_admin_scoping import log_in, skill_form_data
+from tests.factories import (
+    AgentFactory,
+    JsonSkillFactory,
+    SkillFactory,
+    skill_form_data,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def provider(client):
-    user = ProviderFactory()
-    log_in(client, user)
-    return user
 
 
 def add(client, provider, **changes):

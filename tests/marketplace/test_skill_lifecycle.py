@@ -16,6 +16,7 @@ from marketplace.errors import SkillNotReady
 from marketplace.models import Skill
 from marketplace.services import skill_publish
 from payments.models import Invoice, OnchainTransfer
+from tests.conftest import log_in
 from tests.factories import (
     DraftSkillFactory,
     JsonSkillFactory,
@@ -23,8 +24,8 @@ from tests.factories import (
     ProviderFactory,
     SkillFactory,
     order,
+    skill_form_data,
 )
-from tests.marketplace.test_admin_scoping import log_in, skill_form_data
 
 pytestmark = pytest.mark.django_db
 

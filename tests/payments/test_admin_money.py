@@ -8,18 +8,10 @@ from django.urls import reverse
 
 from jobs.services import start_of_day
 from payments.models import ChainCursor, Payment
-from tests.conftest import paid, submit
-from tests.factories import OperatorFactory, ProviderFactory, SkillFactory, order
-from tests.marketplace.test_admin_scoping import log_in
+from tests.conftest import log_in, paid, submit
+from tests.factories import ProviderFactory, SkillFactory, order
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator(client):
-    user = OperatorFactory()
-    log_in(client, user)
-    return user
 
 
 def usdc(units: int) -> str:
